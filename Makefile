@@ -1,0 +1,29 @@
+# The two commands of the README: `make smoke` (set up + run the smoke DAG -> HTML report)
+# and `make test` (set up + run the test suite). Both create .venv from requirements/lock.txt.
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+SMOKE_CONFIG := config/smoke.yaml
+
+.PHONY: setup smoke test test-fast clean-smoke
+
+$(STAMP): requirements/lock.txt pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/lock.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+smoke: $(STAMP)
+	.venv/bin/snakemake --profile profiles/smoke --configfile $(SMOKE_CONFIG) all
+	@echo "report: reports/smoke/report.html"
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow"
+
+clean-smoke:
+	rm -rf data/smoke results/smoke reports/smoke

@@ -1,0 +1,1 @@
+"""CLI verbs: thin argument parsing over the library. See mplug/cli.py."""
