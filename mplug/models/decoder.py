@@ -1,0 +1,148 @@
+"""The 12-layer causal BERT decoder with cross-attention and the tied LM head.
+
+Keys: text_decoder.bert.{embeddings, encoder.layer.N.{attention, crossattention, intermediate,
+output}}, text_decoder.cls.predictions.{transform.dense, transform.LayerNorm, decoder.weight,
+decoder.bias, bias}. `decoder.weight` IS `bert.embeddings.word_embeddings.weight` and
+`decoder.bias` IS `bias` (tied at construction, as HF `tie_weights`); the state dict lists both
+names, like the official checkpoints.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from mplug.models.attention import causal_mask, padding_mask
+from mplug.models.bert import KV, BertEmbeddings, BertEncoderLayers, init_bert_weights
+from mplug.models.config import MPLUGConfig, TextConfig
+
+
+@dataclass
+class DecoderOutput:
+    logits: torch.Tensor  # (B, L, V)
+    loss: torch.Tensor | None = None  # scalar ('mean') or (B,) ('none': summed per sequence)
+    past: list[KV] | None = None  # per layer self-attention (k, v), each (B, H, L_total, d)
+    hidden: torch.Tensor | None = None  # (B, L, D) last hidden states
+
+
+class BertDecoderModel(nn.Module):
+    """`embeddings` + `encoder.layer.N` with causal self-attention and cross-attention."""
+
+    def __init__(self, cfg: TextConfig, n_layers: int, impl: str, grad_checkpointing: bool):
+        super().__init__()
+        self.embeddings = BertEmbeddings(cfg)
+        self.encoder = BertEncoderLayers(cfg, n_layers, cross=True, encoder_width=cfg.hidden,
+                                         impl=impl, grad_checkpointing=grad_checkpointing)
+
+
+class PredictionTransform(nn.Module):
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden, cfg.hidden)
+        self.act = nn.GELU()
+        self.LayerNorm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.act(self.dense(x)))
+
+
+class LMPredictionHead(nn.Module):
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.transform = PredictionTransform(cfg)
+        self.decoder = nn.Linear(cfg.hidden, cfg.vocab_size)
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        self.decoder.bias = self.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform(x))
+
+
+class OnlyMLMHead(nn.Module):
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.predictions = LMPredictionHead(cfg)
+
+
+class TextDecoder(nn.Module):
+    """Causal decoder + LM head (official BertLMHeadModel / BertPrefixModel)."""
+
+    def __init__(self, cfg: MPLUGConfig):
+        super().__init__()
+        self.text_cfg = cfg.text
+        self.bert = BertDecoderModel(cfg.text, cfg.decoder_layers, cfg.attn_impl, cfg.grad_checkpointing)
+        self.cls = OnlyMLMHead(cfg.text)
+        init_bert_weights(self, cfg.text.initializer_range)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """Share the LM output matrix with the word embeddings (call again after loading)."""
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+        self.cls.predictions.decoder.bias = self.cls.predictions.bias
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.bert.encoder.layer
+
+    def project_cross_kv(self, encoder_states: torch.Tensor) -> list[KV]:
+        """Cross-attention (k, v) of every layer for (B, N, D) encoder states: project an image
+        once and reuse it for every beam and step."""
+        return [lyr.crossattention.project_kv(encoder_states) for lyr in self.layers]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                encoder_states: torch.Tensor | None = None, encoder_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, reduction: str = "mean",
+                past: list[KV] | None = None, use_cache: bool = False,
+                cross_kv: list[KV] | None = None, label_smoothing: float = 0.0) -> DecoderOutput:
+        """input_ids (B, L); attention_mask (B, L_past + L) 1/0 (None = all real);
+        encoder_states (B, N, D) with encoder_mask (B, N), or per-layer `cross_kv`;
+        labels (B, L) with -100 = ignore: shifted CE (token t predicts labels t+1).
+        reduction 'mean' = mean over labelled tokens; 'none' = (B,) sum per sequence (official
+        BertLMHeadModel). `past`/`use_cache`: self-attention KV cache for incremental decoding."""
+        if encoder_states is None and cross_kv is None:
+            raise ValueError("decoder needs encoder_states or cross_kv")
+        b, length = input_ids.shape
+        past_len = past[0][0].size(2) if past else 0
+        h = self.bert.embeddings(input_ids, past_length=past_len)  # (B, L, D)
+        self_mask = causal_mask(attention_mask, length, past_len + length, b, h.device, h.dtype)
+        enc_mask = None
+        if encoder_states is not None or encoder_mask is not None:
+            ref = encoder_states if encoder_states is not None else h
+            n = encoder_states.size(1) if encoder_states is not None else cross_kv[0][0].size(2)
+            em = encoder_mask if encoder_mask is not None else torch.ones(
+                b, n, dtype=torch.long, device=ref.device)
+            enc_mask = padding_mask(em, h.dtype)
+        presents: list[KV] = []
+        for i, layer in enumerate(self.layers):
+            layer_past = past[i] if past else None
+            kv = cross_kv[i] if cross_kv is not None else None
+            if self.bert.encoder.grad_checkpointing and self.training and torch.is_grad_enabled():
+                h, present = checkpoint(layer, h, self_mask, encoder_states, enc_mask, kv, layer_past,
+                                        use_cache, use_reentrant=False)
+            else:
+                h, present = layer(h, self_mask, encoder_states, enc_mask, kv, layer_past, use_cache)
+            if use_cache:
+                presents.append(present)
+        logits = self.cls.predictions(h)  # (B, L, V)
+        loss = None
+        if labels is not None:
+            loss = lm_loss(logits, labels, reduction, label_smoothing)
+        return DecoderOutput(logits=logits, loss=loss, past=presents if use_cache else None, hidden=h)
+
+
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean",
+            label_smoothing: float = 0.0) -> torch.Tensor:
+    """Shifted next-token cross-entropy; labels -100 are ignored."""
+    shifted = logits[:, :-1].contiguous()
+    target = labels[:, 1:].contiguous()
+    if reduction == "mean":
+        return F.cross_entropy(shifted.view(-1, shifted.size(-1)), target.view(-1),
+                               ignore_index=-100, label_smoothing=label_smoothing)
+    if reduction == "none":
+        per_tok = F.cross_entropy(shifted.view(-1, shifted.size(-1)), target.view(-1),
+                                  ignore_index=-100, reduction="none", label_smoothing=label_smoothing)
+        return per_tok.view(target.shape).sum(1)
+    raise ValueError(f"reduction={reduction!r}: use 'mean' or 'none'")
