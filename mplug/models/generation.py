@@ -1,0 +1,214 @@
+"""Decoding with the mPLUG decoder: beam search, greedy, and answer-list ranking.
+
+`beam_search` follows the official `TextGenerator._fast_translate_batch` (models/predictor.py):
+start [CLS], EOS forbidden while step < min_length, GNMT length penalty ((5+len)/6)^alpha on the
+running log-probability, a hypothesis is recorded whenever a beam emits EOS (the beam itself stays
+alive, as official), an image is done when its TOP beam emits EOS (or at max_length), and its best
+`num_return` recorded hypotheses are returned. Differences from the official code:
+- returned ids EXCLUDE the start token / prompt (official returns them; callers stripped them);
+- `use_cache=True` keeps a self-attention key/value cache and projects each image's
+  cross-attention K/V once (official recomputes the whole prefix every step); `use_cache=False`
+  is that plain recompute path and gives the same sequences (tested).
+Nothing here disables autograd: SCST calls beam_search with gradients enabled.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mplug.models.bert import KV
+from mplug.models.decoder import TextDecoder
+
+NEG = -1e20
+
+
+class _Rows:
+    """Per-row (batch x beam) decoder inputs for the alive images, cached or not."""
+
+    def __init__(self, decoder: TextDecoder, states: torch.Tensor, mask: torch.Tensor | None,
+                 use_cache: bool):
+        self.decoder, self.states, self.mask, self.use_cache = decoder, states, mask, use_cache
+        # cached path: each image's cross-attention K/V are projected ONCE here
+        self.kv_img = decoder.project_cross_kv(states) if use_cache else None
+        self.past: list[KV] | None = None
+
+    def select(self, images: torch.Tensor, k: int) -> None:
+        """Set the alive images (indices into the original batch), each repeated k times."""
+        rows = images.repeat_interleave(k)
+        self.rows_mask = None if self.mask is None else self.mask[rows]
+        if self.use_cache:
+            self.rows_kv = [(kk[rows], vv[rows]) for kk, vv in self.kv_img]
+        else:
+            self.rows_states = self.states[rows]
+
+    def reorder_past(self, index: torch.Tensor) -> None:
+        if self.past is not None:
+            self.past = [(kk[index], vv[index]) for kk, vv in self.past]
+
+    def logits(self, seq: torch.Tensor, step: int) -> torch.Tensor:
+        """seq (R, T) -> next-token logits (R, V)."""
+        if not self.use_cache:
+            return self.decoder(seq, None, self.rows_states, self.rows_mask).logits[:, -1]
+        inputs = seq if self.past is None else seq[:, -1:]
+        out = self.decoder(inputs, None, None, self.rows_mask, past=self.past, use_cache=True,
+                           cross_kv=self.rows_kv)
+        self.past = out.past
+        return out.logits[:, -1]
+
+
+def _prompt(prompt_ids, bos: int, b: int, device) -> torch.Tensor:
+    if prompt_ids is None:
+        return torch.full((b, 1), bos, dtype=torch.long, device=device)
+    p = prompt_ids.to(device)
+    return p.unsqueeze(0).expand(b, -1).clone() if p.dim() == 1 else p.clone()
+
+
+def _log_probs(logits: torch.Tensor, logits_mask: torch.Tensor | None) -> torch.Tensor:
+    if logits_mask is not None:
+        logits = logits + logits_mask.to(logits.dtype)
+    return F.log_softmax(logits.float(), dim=-1)
+
+
+def _pad_stack(seqs: list[torch.Tensor], pad: int, device) -> torch.Tensor:
+    width = max([s.numel() for s in seqs] + [1])
+    out = torch.full((len(seqs), width), pad, dtype=torch.long, device=device)
+    for i, s in enumerate(seqs):
+        out[i, :s.numel()] = s
+    return out
+
+
+def beam_search(decoder: TextDecoder, encoder_states: torch.Tensor,
+                encoder_mask: torch.Tensor | None = None, *, bos: int = 101, eos: int = 102,
+                pad: int = 0, beam_size: int = 5, min_length: int = 1, max_length: int = 10,
+                length_penalty: float = 0.6, num_return: int = 1, use_cache: bool = True,
+                prompt_ids: torch.Tensor | None = None,
+                logits_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """encoder_states (B, N, D), encoder_mask (B, N) 1/0. prompt_ids (P,) or (B, P) starting with
+    [CLS] (default: just `bos`). logits_mask (V,) additive. Returns ids (B, num_return, T) of the
+    generated tokens after the prompt (EOS included when emitted, padded with `pad`) and scores
+    (B, num_return): length-penalised log-probabilities (-inf where fewer hypotheses exist)."""
+    if num_return > beam_size:
+        raise ValueError(f"num_return={num_return} > beam_size={beam_size}")
+    b, device, k = encoder_states.size(0), encoder_states.device, beam_size
+    seq = _prompt(prompt_ids, bos, b, device).repeat_interleave(k, 0)  # (B*K, P)
+    n_prompt = seq.size(1)
+    rows = _Rows(decoder, encoder_states, encoder_mask, use_cache)
+    batch_offset = torch.arange(b, device=device)
+    rows.select(batch_offset, k)
+    topk_log_probs = torch.tensor([0.0] + [float("-inf")] * (k - 1), device=device).repeat(b)
+    hyps: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(b)]
+    results: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(b)]
+    for step in range(max_length):
+        log_probs = _log_probs(rows.logits(seq, step), logits_mask)  # (R, V)
+        vocab = log_probs.size(-1)
+        if step < min_length:
+            log_probs[:, eos] = NEG
+        log_probs = log_probs + topk_log_probs.view(-1, 1)
+        lp = ((5.0 + (step + 1)) / 6.0) ** length_penalty
+        curr = (log_probs / lp).reshape(-1, k * vocab)  # (nb, K*V)
+        topk_scores, topk_ids = curr.topk(k, dim=-1)  # (nb, K)
+        topk_log_probs = topk_scores * lp
+        beam_index = torch.div(topk_ids, vocab, rounding_mode="floor")
+        tokens = topk_ids.fmod(vocab)
+        nb = beam_index.size(0)
+        select = (beam_index + torch.arange(0, nb * k, k, device=device)[:, None]).view(-1)
+        seq = torch.cat([seq[select], tokens.view(-1, 1)], dim=-1)
+        rows.reorder_past(select)
+        finished = tokens.eq(eos)
+        if step + 1 == max_length:
+            finished.fill_(True)
+        end = finished[:, 0].clone()
+        if not finished.any():
+            continue
+        preds = seq.view(nb, k, -1)
+        for i in range(nb):
+            img = int(batch_offset[i])
+            if end[i]:
+                finished[i].fill_(True)
+            for j in finished[i].nonzero().view(-1).tolist():
+                hyps[img].append((topk_scores[i, j], preds[i, j]))
+            if end[i]:
+                best = sorted(hyps[img], key=lambda h: float(h[0]), reverse=True)
+                results[img] = best[:num_return]
+        keep = (~end).nonzero().view(-1)
+        if keep.numel() == 0:
+            break
+        if keep.numel() < nb:
+            keep_rows = (keep[:, None] * k + torch.arange(k, device=device)).view(-1)
+            topk_log_probs = topk_log_probs[keep]
+            batch_offset = batch_offset[keep]
+            seq = preds[keep].reshape(-1, seq.size(-1))
+            rows.reorder_past(keep_rows)
+            rows.select(batch_offset, k)
+    ids, scores = [], torch.full((b, num_return), float("-inf"), device=device)
+    for img in range(b):
+        for n in range(num_return):
+            if n < len(results[img]):
+                score, pred = results[img][n]
+                scores[img, n] = score
+                ids.append(pred[n_prompt:])
+            else:
+                ids.append(torch.empty(0, dtype=torch.long, device=device))
+    return _pad_stack(ids, pad, device).view(b, num_return, -1), scores
+
+
+def greedy(decoder: TextDecoder, encoder_states: torch.Tensor,
+           encoder_mask: torch.Tensor | None = None, *, bos: int = 101, eos: int = 102,
+           pad: int = 0, min_length: int = 1, max_length: int = 10, length_penalty: float = 0.6,
+           use_cache: bool = True, prompt_ids: torch.Tensor | None = None,
+           logits_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Argmax decoding. Returns ids (B, T) after the prompt (padded with `pad` after EOS) and
+    scores (B,): summed log-probability / GNMT penalty at the final length (= beam_size 1)."""
+    b, device = encoder_states.size(0), encoder_states.device
+    seq = _prompt(prompt_ids, bos, b, device)
+    n_prompt = seq.size(1)
+    rows = _Rows(decoder, encoder_states, encoder_mask, use_cache)
+    rows.select(torch.arange(b, device=device), 1)
+    total = torch.zeros(b, device=device)
+    scores = torch.zeros(b, device=device)
+    done = torch.zeros(b, dtype=torch.bool, device=device)
+    for step in range(max_length):
+        log_probs = _log_probs(rows.logits(seq, step), logits_mask)
+        if step < min_length:
+            log_probs[:, eos] = NEG
+        best, token = log_probs.max(dim=-1)
+        token = torch.where(done, torch.full_like(token, pad), token)
+        total = total + torch.where(done, torch.zeros_like(best), best)
+        seq = torch.cat([seq, token[:, None]], dim=-1)
+        lp = ((5.0 + (step + 1)) / 6.0) ** length_penalty
+        newly = ~done & (token.eq(eos) | (step + 1 == max_length))
+        scores = torch.where(newly, total / lp, scores)
+        done = done | newly
+        if bool(done.all()):
+            break
+    return seq[:, n_prompt:], scores
+
+
+def rank_answers(decoder: TextDecoder, encoder_states: torch.Tensor,
+                 encoder_mask: torch.Tensor | None, answer_ids: torch.Tensor,
+                 answer_mask: torch.Tensor, k: int, pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Official `rank_answer` (zero-shot video QA): take the k answers whose FIRST token is most
+    probable after [CLS], then rescore them by full-sequence log-likelihood.
+
+    encoder_states (Q, N, D); answer_ids/mask (A, T) as `[CLS] answer [SEP]`. Returns
+    (answer indices (Q, k) best first, their probabilities (Q, k) = softmax over the k scores).
+    As official, the rescoring sums log p(first token) and the sequence NLL, which counts the
+    first token twice; kept so that zero-shot numbers are comparable.
+    """
+    q, device = encoder_states.size(0), encoder_states.device
+    k = min(k, answer_ids.size(0))
+    kv = decoder.project_cross_kv(encoder_states)  # once per question/video
+    start = answer_ids[0, 0].repeat(q, 1)  # (Q, 1) [CLS]
+    first_logits = decoder(start, None, None, encoder_mask, cross_kv=kv).logits[:, 0]  # (Q, V)
+    prob_first = first_logits.float().softmax(-1).index_select(1, answer_ids[:, 1])  # (Q, A)
+    topk_probs, topk_ids = prob_first.topk(k, dim=1)  # (Q, k)
+    flat = topk_ids.reshape(-1)
+    ids, mask = answer_ids[flat], answer_mask[flat]  # (Q*k, T)
+    labels = ids.masked_fill(ids == pad, -100)
+    rep_kv = [(kk.repeat_interleave(k, 0), vv.repeat_interleave(k, 0)) for kk, vv in kv]
+    rep_mask = None if encoder_mask is None else encoder_mask.repeat_interleave(k, 0)
+    nll = decoder(ids, mask, None, rep_mask, labels=labels, reduction="none", cross_kv=rep_kv).loss
+    log_probs = topk_probs.reshape(-1).log() - nll.float()  # (Q*k,)
+    probs = log_probs.view(q, k).softmax(-1)
+    probs, rerank = probs.topk(k, dim=1)
+    return torch.gather(topk_ids, 1, rerank), probs
