@@ -1,0 +1,64 @@
+"""Load a BERT WordPiece tokenizer from a local file or directory (never from the hub).
+
+Official mPLUG quirk: its tokenizer copy adds no trailing [SEP] to a single sequence, so an
+encoder text is `[CLS] text` and targets carry `[SEP]` explicitly (`"answer [SEP]"` ->
+`[CLS] answer [SEP]`). `encode_texts(..., add_sep=False)` reproduces that.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mplug.errors import DataError
+
+
+def load_tokenizer(path_or_dir: str | os.PathLike) -> Any:
+    """A transformers BertTokenizer from `vocab.txt` or a HF tokenizer directory (offline).
+
+    transformers 5.x ignores `vocab_file=`; we pass `vocab=` or use from_pretrained(local_dir).
+    """
+    from transformers import BertTokenizer
+
+    p = Path(path_or_dir)
+    if p.is_dir():
+        if (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file():
+            try:
+                return BertTokenizer.from_pretrained(str(p), local_files_only=True)
+            except (OSError, ValueError) as err:
+                raise DataError(f"{p}: cannot load tokenizer: {err}") from None
+        vocab = p / "vocab.txt"
+    else:
+        vocab = p
+    if not vocab.is_file():
+        raise DataError(f"{vocab}: tokenizer vocabulary not found. For the synthetic world run "
+                        f"`mplug data synth --out DIR` (writes DIR/vocab.txt); for real runs put "
+                        f"bert-base-uncased's vocab.txt (or a HF tokenizer directory) there")
+    if vocab.stat().st_size == 0:
+        raise DataError(f"{vocab}: empty vocabulary file")
+    tok = BertTokenizer(vocab=str(vocab), do_lower_case=True)
+    if tok.convert_tokens_to_ids("[CLS]") == tok.unk_token_id:
+        raise DataError(f"{vocab}: not a BERT vocabulary (no [CLS] token)")
+    return tok
+
+
+def encode_texts(tokenizer: Any, texts: list[str], max_len: int, add_sep: bool = True):
+    """Tokenise a batch, pad to the longest, truncate to `max_len`.
+
+    add_sep=True: `[CLS] text [SEP]` (HF default). add_sep=False: `[CLS] text` (official mPLUG
+    encoder input for VQA questions). Returns (ids, mask) as long tensors (B, L).
+    """
+    import torch
+
+    rows = []
+    for t in texts:
+        ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(t))
+        body = ids[: max_len - (2 if add_sep else 1)]
+        rows.append([tokenizer.cls_token_id] + body + ([tokenizer.sep_token_id] if add_sep else []))
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)  # (B, L)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
