@@ -1,0 +1,90 @@
+"""View model of a rendered table: header rows, body rows of cells, footnotes, and the long CSV."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from mplug.report.collect import STATUS_TEXT, Repro
+
+
+@dataclass
+class Cell:
+    text: str
+    cls: str = ""          # CSS classes: status-match, status-differs, ...
+    title: str = ""        # tooltip: note, reason or provenance
+    colspan: int = 1
+    header: bool = False
+
+
+@dataclass
+class TableView:
+    number: int
+    title: str
+    caption: str
+    header: list[list[Cell]]
+    rows: list[list[Cell]]
+    row_kinds: list[str]                       # published | reproduced | delta | group
+    long: pd.DataFrame                         # written to tables/tableNN.csv
+    footnotes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)   # free text under the table (hardware...)
+    figures: list[dict] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Status -> number of reproduced cells (the summary line of the table)."""
+        if "status" not in self.long:
+            return {}
+        return {k: int(v) for k, v in self.long["status"].dropna().value_counts().items()}
+
+
+class Footnotes:
+    """Numbered, de-duplicated reasons; cells cite them as [n]."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def cite(self, reason: str) -> int:
+        if reason not in self.items:
+            self.items.append(reason)
+        return self.items.index(reason) + 1
+
+
+def fmt(x: float | None, digits: int = 2) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.{digits}f}"
+
+
+def provenance_title(r: Repro) -> str:
+    if not r.source:
+        return ""
+    parts = [f"source: {r.source}"]
+    p = r.provenance or {}
+    for key in ("commit", "config_hash", "checkpoint", "date"):
+        if p.get(key):
+            parts.append(f"{key}: {p[key]}")
+    return "\n".join(parts)
+
+
+def repro_cell(r: Repro, notes: Footnotes, digits: int = 2) -> Cell:
+    cls = f"status-{r.status}"
+    if r.status in ("not_run", "server"):
+        n = notes.cite(r.reason)
+        return Cell(f"{STATUS_TEXT[r.status]} [{n}]", cls, r.reason)
+    text = r.text if r.text is not None else fmt(r.value, digits)
+    return Cell(text, cls, provenance_title(r))
+
+
+def delta_cell(r: Repro, digits: int = 2) -> Cell:
+    if r.delta is None:
+        return Cell("", f"status-{r.status}")
+    return Cell(f"{r.delta:+.{digits}f} ({STATUS_TEXT[r.status]})", f"status-{r.status}")
+
+
+def repro_record(r: Repro | None) -> dict:
+    """Columns appended to the long CSV for one published cell."""
+    if r is None:
+        return {"reproduced": None, "delta": None, "status": None, "reason": None, "source": None}
+    return {"reproduced": r.text if r.text is not None else r.value, "delta": r.delta,
+            "status": r.status, "reason": r.reason or None, "source": r.source}
