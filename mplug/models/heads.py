@@ -8,8 +8,7 @@ their parameters under the official top-level names:
   `image_queue`/`text_queue` (256 x Q), `idx_queue` (1 x Q, -100), `queue_ptr`; ITC with
   momentum distillation; ITM with hard negatives; `itm_head` (D -> 2).
 
-Other heads: `MLMHead` (BERT prediction-head naming, decoder tied to the text embeddings),
-`mask_tokens` (15%, 80/10/10), `split_prefix` (PrefixLM), the grounding coordinate tokens and
+Other pieces: `mask_tokens` (15%, 80/10/10), `split_prefix` (PrefixLM), the grounding coordinate tokens and
 the grounding loss.
 """
 from __future__ import annotations
@@ -143,40 +142,6 @@ def advance_ptr(ptr: torch.Tensor, batch: int, size: int) -> None:
 
 
 # ----------------------------------------------------------------------------- MLM
-class BertPredictionHeadTransform(nn.Module):
-    def __init__(self, hidden: int, eps: float):
-        super().__init__()
-        self.dense = nn.Linear(hidden, hidden)
-        self.LayerNorm = nn.LayerNorm(hidden, eps=eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(F.gelu(self.dense(x)))
-
-
-class BertLMPredictionHead(nn.Module):
-    def __init__(self, hidden: int, vocab: int, eps: float):
-        super().__init__()
-        self.transform = BertPredictionHeadTransform(hidden, eps)
-        self.decoder = nn.Linear(hidden, vocab, bias=False)
-        self.bias = nn.Parameter(torch.zeros(vocab))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.transform(x)) + self.bias
-
-
-class MLMHead(nn.Module):
-    """`mlm_head.predictions.{transform.dense, transform.LayerNorm, decoder, bias}` — the BERT
-    MLM head the pre-training checkpoint holds as `text_encoder.cls.*`. `decoder.weight` is tied
-    to the text encoder's word embeddings by the task model."""
-
-    def __init__(self, hidden: int, vocab: int, eps: float = 1e-12):
-        super().__init__()
-        self.predictions = BertLMPredictionHead(hidden, vocab, eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B, L, V)
-        return self.predictions(x)
-
-
 def mask_tokens(ids: torch.Tensor, attention_mask: torch.Tensor, vocab_size: int, mask_id: int,
                 special_ids: tuple[int, ...], probability: float = 0.15,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,9 @@ from torch import nn
 
 from mplug.errors import ConfigError
 from mplug.models import heads as H
+from mplug.models.bert import init_bert_weights
 from mplug.models.config import MPLUGConfig
+from mplug.models.decoder import OnlyMLMHead
 from mplug.models.fusion import CONNECTED
 from mplug.models.mplug import MPLUGBackbone
 from mplug.models.registry import get_config
@@ -235,11 +237,13 @@ class PretrainModel(ContrastiveMixin, TaskModel):
     def __init__(self, cfg: MPLUGConfig, opts: H.HeadOptions):
         super().__init__(cfg, opts, with_decoder=True)
         self.init_contrastive()
-        self.mlm_head = H.MLMHead(cfg.text.hidden, cfg.text.vocab_size, cfg.text.layer_norm_eps)
+        self.mlm_head = OnlyMLMHead(cfg.text)  # BERT MLM head naming: predictions.{transform,...}
+        init_bert_weights(self.mlm_head, cfg.text.initializer_range)
         self.tie_weights()
 
     def tie_weights(self) -> None:
         self.mlm_head.predictions.decoder.weight = self.text_encoder.embeddings.word_embeddings.weight
+        self.mlm_head.predictions.decoder.bias = self.mlm_head.predictions.bias
         self.text_decoder.tie_weights()
 
     def forward(self, batch: dict[str, Any], alpha: float | None = None) -> dict[str, torch.Tensor]:
@@ -260,7 +264,7 @@ class PretrainModel(ContrastiveMixin, TaskModel):
         if not (labels != -100).any():  # a batch of very short texts: predict one token anyway
             labels[0, 1] = ids[0, 1]
         _, t2 = self.fuse(v, v_mask, self.encode_text(masked, mask), mask)
-        logits = self.mlm_head(t2)  # (B, L, V)
+        logits = self.mlm_head.predictions(t2)  # (B, L, V)
         return F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1), ignore_index=-100)
 
     def _prefix_loss(self, v, v_mask, target_ids, target_mask) -> torch.Tensor:
