@@ -1,0 +1,212 @@
+"""Atomic training checkpoints and resumption.
+
+Layout under `OUT/checkpoints/`:
+```
+latest                      text: the tag of the newest complete checkpoint (written last, atomically)
+step_00000100/              one DeepSpeed checkpoint (model incl. buffers such as the ITC queues and
+  mp_rank_00_model_states.pt  the momentum encoders, optimizer, scheduler; ZeRO shards per rank)
+  *_optim_states.pt
+  trainer_state.json        epoch, step, batch position in the epoch, seed, samples seen
+  rng_rank{R}.json          python / numpy / torch (/ cuda) RNG states of rank R
+```
+Every rank writes into `.tmp_step_N/`; after a barrier rank 0 renames it to `step_N/` and then
+rewrites `latest`. A process killed at any point leaves either the previous complete checkpoint
+or the new one, never a half-written directory that `latest` points to.
+
+Loading goes through DeepSpeed's `load_checkpoint` with its unpickler swapped for
+`torch.load(weights_only=True)`; the DeepSpeed objects its checkpoints contain (an enum, a named
+tuple, the loss scaler) are allow-listed by name, anything else is refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mplug.errors import CheckpointError
+from mplug.train.distributed import barrier
+from mplug.utils.io import atomic_write_json, atomic_write_text, read_json
+from mplug.utils.logging import get_logger
+
+log = get_logger("mplug.train.checkpoint")
+
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest"
+STATE_FILE = "trainer_state.json"
+TAG_PREFIX = "step_"
+
+
+def tag_for(step: int) -> str:
+    return f"{TAG_PREFIX}{step:08d}"
+
+
+# ----------------------------------------------------------------------------- safe loading
+def _deepspeed_safe_globals() -> list:
+    """Non-tensor classes DeepSpeed pickles into its checkpoints (plain data, no code on load)."""
+    out: list = []
+    try:
+        from deepspeed.runtime.zero.config import ZeroStageEnum
+
+        out.append(ZeroStageEnum)
+    except ImportError:  # pragma: no cover - older DeepSpeed
+        pass
+    try:
+        from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+
+        out += [LossScaler, DynamicLossScaler]
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from deepspeed.utils.tensor_fragment import fragment_address
+
+        out.append(fragment_address)
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """`torch.load(weights_only=True)` with DeepSpeed's data classes allowed; errors name the file."""
+    import pickle
+
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(_deepspeed_safe_globals()):
+            return torch.load(str(path), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{path}: refused to load: it references objects outside the "
+                              f"allow-list, so loading it could run code ({str(err).splitlines()[0]})"
+                              ) from None
+    except (EOFError, RuntimeError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else 'no detail'}); it is "
+                              "truncated or corrupt: delete this checkpoint directory and resume "
+                              "from an older one") from None
+
+
+def SafeTorchCheckpointEngine():  # noqa: N802 - a class factory: deepspeed is imported lazily
+    """DeepSpeed's torch checkpoint engine with `load` done by `safe_torch_load`."""
+    from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
+
+    class _Safe(TorchCheckpointEngine):
+        def load(self, path: str, map_location=None):
+            return safe_torch_load(path, map_location=map_location or "cpu")
+
+    return _Safe()
+
+
+# ----------------------------------------------------------------------------- RNG states
+def capture_rng() -> dict[str, Any]:
+    """Every RNG the training step can draw from, as JSON-safe lists."""
+    import numpy as np
+    import torch
+
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": {"bit_generator": np_state["bit_generator"],
+                  "key": np_state["state"]["key"].tolist(), "pos": int(np_state["state"]["pos"]),
+                  "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
+        "torch": torch.get_rng_state().tolist(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": n["bit_generator"],
+                         "state": {"key": np.array(n["key"], dtype=np.uint32), "pos": n["pos"]},
+                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+# ----------------------------------------------------------------------------- save / find / load
+def save_checkpoint(engine, out_dir: str | os.PathLike, step: int, trainer_state: dict[str, Any],
+                    rank: int = 0, keep: int = 2) -> Path:
+    """Write `OUT/checkpoints/step_N/` atomically on every rank; returns its path."""
+    root = Path(out_dir) / CHECKPOINT_DIR
+    tag = tag_for(step)
+    tmp_tag = f".tmp_{tag}"
+    if rank == 0:
+        shutil.rmtree(root / tmp_tag, ignore_errors=True)  # left by a killed save
+    barrier()
+    engine.save_checkpoint(str(root), tag=tmp_tag, save_latest=False)
+    atomic_write_json(root / tmp_tag / f"rng_rank{rank}.json", capture_rng(), indent=0)
+    if rank == 0:
+        atomic_write_json(root / tmp_tag / STATE_FILE, {**trainer_state, "step": step, "tag": tag})
+    barrier()
+    if rank == 0:
+        final = root / tag
+        if final.exists():  # the same step saved again (a preemption right after a periodic save)
+            shutil.rmtree(final)
+        os.replace(root / tmp_tag, final)
+        atomic_write_text(root / LATEST, tag + "\n")
+        _prune(root, keep)
+    barrier()
+    return root / tag
+
+
+def _prune(root: Path, keep: int) -> None:
+    if keep <= 0:
+        return
+    tags = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(TAG_PREFIX))
+    for old in tags[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def find_checkpoint(out_dir: str | os.PathLike, resume: str | None) -> Path | None:
+    """Resolve `--resume`: None -> None; 'latest' -> the newest complete checkpoint under
+    OUT/checkpoints or None when there is none yet; a path -> that checkpoint directory."""
+    if not resume:
+        return None
+    if resume == "latest":
+        root = Path(out_dir) / CHECKPOINT_DIR
+        latest = root / LATEST
+        if not latest.is_file():
+            return None
+        tag = latest.read_text(encoding="utf-8").strip()
+        path = root / tag
+        if not (path / STATE_FILE).is_file():
+            raise CheckpointError(f"{latest} names {tag!r} but {path / STATE_FILE} is missing; "
+                                  "delete the 'latest' file to start over or point --resume at "
+                                  "another checkpoint directory")
+        return path
+    path = Path(resume)
+    if not (path / STATE_FILE).is_file():
+        raise CheckpointError(f"--resume {resume}: not a training checkpoint directory (no "
+                              f"{STATE_FILE}); use 'latest' or a path like OUT/{CHECKPOINT_DIR}/step_00000100")
+    return path
+
+
+def load_checkpoint(engine, path: str | os.PathLike, rank: int = 0) -> dict[str, Any]:
+    """Restore model, optimizer, scheduler and this rank's RNG; return the trainer state."""
+    path = Path(path)
+    state = read_json(path / STATE_FILE)
+    load_path, _ = engine.load_checkpoint(str(path.parent), tag=path.name, load_optimizer_states=True,
+                                          load_lr_scheduler_states=True)
+    if load_path is None:
+        raise CheckpointError(f"{path}: DeepSpeed found no checkpoint files here; the directory "
+                              "is incomplete, resume from an older one")
+    rng_file = path / f"rng_rank{rank}.json"
+    if rng_file.is_file():
+        restore_rng(read_json(rng_file))
+    else:  # e.g. resuming on more ranks than were saved: still correct, no longer bit-exact
+        log.warning("%s missing: RNG states not restored for rank %d", rng_file, rank)
+    return state
+
+
+def read_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))

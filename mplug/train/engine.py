@@ -1,0 +1,122 @@
+"""The one training engine: DeepSpeed, on GPUs and on the CPU alike.
+
+`build_engine` wraps a model in `deepspeed.initialize` with a torch AdamW (official parameter
+groups, `optim.py`), a per-step scheduler and the config dict from `deepspeed_config.py`. On a
+machine without CUDA it runs DeepSpeed's CPU accelerator over gloo, so tests and the smoke run go
+through the same code as a cluster job. It also swaps DeepSpeed's checkpoint loader for one that
+unpickles with `weights_only=True` (see `checkpoint.SafeTorchCheckpointEngine`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mplug.train.deepspeed_config import EngineConfig, build_ds_config
+from mplug.train.distributed import DistEnv, init_process_group
+from mplug.train.optim import OptimConfig, build_optimizer, build_scheduler
+from mplug.utils.logging import get_logger
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+log = get_logger("mplug.train.engine")
+
+
+@dataclass
+class EngineInfo:
+    """What a run used, for the log and summary.json."""
+
+    accelerator: str
+    backend: str
+    zero_stage: int
+    precision: str
+    world_size: int
+    micro_batch_size: int
+    grad_accum: int
+    init_seconds: float
+    ds_config: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return (f"DeepSpeed on {self.accelerator} ({self.backend}), ZeRO stage {self.zero_stage}, "
+                f"{self.precision}, world size {self.world_size}, micro batch {self.micro_batch_size}"
+                f" x accumulation {self.grad_accum}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("accelerator", "backend", "zero_stage", "precision",
+                                              "world_size", "micro_batch_size", "grad_accum",
+                                              "init_seconds")}
+
+
+def build_engine(model: "torch.nn.Module", optim_cfg: OptimConfig, engine_cfg: EngineConfig,
+                 micro_batch_size: int, steps_per_epoch: int, epochs: int,
+                 dist: DistEnv | None = None):
+    """Return `(engine, info)`. `steps_per_epoch` counts optimizer steps (after accumulation)."""
+    start = time.perf_counter()
+    dist = init_process_group(dist)
+    import deepspeed
+    from deepspeed.accelerator import get_accelerator
+
+    from mplug.train.checkpoint import SafeTorchCheckpointEngine
+
+    import torch
+
+    accelerator = get_accelerator().device_name()
+    ds_config = build_ds_config(engine_cfg, micro_batch_size, dist.world_size)
+    if accelerator == "cpu" and engine_cfg.bf16 and not _cpu_has_bf16():
+        log.warning("bf16 requested but this CPU has no native bf16 support; it will be slow")
+    optimizer = build_optimizer(model, optim_cfg)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optimizer, config=ds_config,
+        lr_scheduler=lambda opt: build_scheduler(opt, optim_cfg, steps_per_epoch, epochs))
+    engine.checkpoint_engine = SafeTorchCheckpointEngine()
+    info = EngineInfo(accelerator=accelerator, backend=torch.distributed.get_backend(),
+                      zero_stage=engine_cfg.zero_stage, precision="bf16" if engine_cfg.bf16 else "fp32",
+                      world_size=dist.world_size, micro_batch_size=micro_batch_size,
+                      grad_accum=engine_cfg.grad_accum,
+                      init_seconds=round(time.perf_counter() - start, 3), ds_config=ds_config)
+    if dist.is_main:
+        log.info("%s; engine built in %.1f s", info.describe(), info.init_seconds)
+    return engine, info
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = fh.read()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        return False
+
+
+def to_device(batch: dict, device: "torch.device", dtype: "torch.dtype") -> dict:
+    """Move tensors to `device`; cast the image to the engine's dtype (bf16 modules take bf16
+    pixels). Other float tensors (answer weights, boxes) stay fp32 for the loss."""
+    import torch
+
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device, non_blocking=True)
+            if key == "image" and value.is_floating_point():
+                value = value.to(dtype)
+        out[key] = value
+    return out
+
+
+def module_dtype(engine) -> "torch.dtype":
+    import torch
+
+    return torch.bfloat16 if engine.bfloat16_enabled() else torch.float32
+
+
+def export_state_dict(engine) -> dict:
+    """Whole weights (and buffers: ITC queues) as fp32 CPU tensors; call on every rank."""
+    if engine.zero_optimization_stage() == 3:
+        state = engine._zero3_consolidated_16bit_state_dict()  # gathered on rank 0 only
+    else:
+        state = engine.module.state_dict()
+    if state is None:
+        return {}
+    return {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().clone()
+            for k, v in state.items()}
