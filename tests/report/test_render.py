@@ -1,0 +1,149 @@
+"""Rendering: every table and row survives empty, partial and malformed results.
+
+The metrics files written here are TEST FIXTURES with made-up values, not results.
+"""
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from mplug.cli import main
+from mplug.report.published import load_published
+
+FIXTURE_PROV = {"commit": "fixture-commit", "config_hash": "fixturehash", "checkpoint": "fixture.safetensors",
+                "hardware": {"accelerator": "cpu", "cpu": "FixtureCPU", "threads": 1},
+                "date": "2026-01-01T00:00:00+00:00", "note": "test fixture"}
+
+
+def _metrics(path, metrics, task="t", split="s"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"task": task, "split": split, "metrics": metrics, "provenance": FIXTURE_PROV}))
+
+
+def _report(tmp_path, *extra):
+    results = tmp_path / "results" / "run1"
+    results.mkdir(parents=True, exist_ok=True)
+    out = tmp_path / "reports" / "run1"
+    assert main(["report", "--results", str(results), "--out", str(out), *extra]) == 0
+    return results, out, (out / "report.html").read_text()
+
+
+def _csv(out, n):
+    return pd.read_csv(out / "tables" / f"table{n:02d}.csv", keep_default_na=False, dtype=str)
+
+
+def test_empty_results_keep_every_table_and_row(tmp_path):
+    _, out, html = _report(tmp_path)
+    for n in range(1, 13):
+        assert f'id="table{n:02d}"' in html
+        df = _csv(out, n)
+        assert len(df) == len(load_published(n)), n  # no published row dropped
+        mine = df[df.status != ""]
+        assert len(mine) > 0
+        assert set(mine.status) <= {"not_run", "server"}, (n, set(mine.status))
+        assert (mine.reason != "").all()
+    t1 = _csv(out, 1)
+    assert t1[t1.model == "mPLUG"].reason.str.contains("missing file .*eval/caption/test/metrics.json").any()
+    t2 = _csv(out, 2)
+    assert t2[t2.model == "mPLUGViT-L"].status.tolist() == ["server", "server"]
+    assert "needs server submission" in html
+    assert "SMOKE RUN" not in html
+
+
+def test_fixture_values_give_deltas_and_statuses(tmp_path):
+    results = tmp_path / "results" / "run1"
+    # Published mPLUG NLVR2 dev 84.58, test-P 84.95: one within 1.0, one not.
+    _metrics(results / "eval/nlvr2/dev/metrics.json", {"accuracy": 84.0})
+    _metrics(results / "eval/nlvr2/test_p/metrics.json", {"accuracy": 80.95})
+    _metrics(results / "eval/snli_ve/dev/metrics.json", {"accuracy": "high"})       # malformed value
+    (results / "eval/snli_ve/test").mkdir(parents=True)
+    (results / "eval/snli_ve/test/metrics.json").write_text('{"task": "snli_ve", "metrics": {')  # bad JSON
+    log = tmp_path / "logs/run1/eval/caption/test/metrics.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("step 1\nRuntimeError: fixture failure\n")
+    _, out, html = _report(tmp_path, "--tolerance", "1.0")
+    t5 = _csv(out, 5).set_index(["model", "setting"])
+    assert t5.loc[("mPLUG", "NLVR2 dev"), "status"] == "match"
+    assert float(t5.loc[("mPLUG", "NLVR2 dev"), "delta"]) == pytest.approx(-0.58)
+    assert t5.loc[("mPLUG", "NLVR2 test-P"), "status"] == "differs"
+    assert float(t5.loc[("mPLUG", "NLVR2 test-P"), "delta"]) == pytest.approx(-4.0)
+    assert t5.loc[("mPLUG", "SNLI-VE dev"), "status"] == "not_run"
+    assert "is not a number" in t5.loc[("mPLUG", "SNLI-VE dev"), "reason"]
+    assert t5.loc[("mPLUG", "SNLI-VE test"), "status"] == "not_run"
+    assert "malformed result" in t5.loc[("mPLUG", "SNLI-VE test"), "reason"]
+    assert len(t5) == 33 and (t5.loc[("OFA[35]", "SNLI-VE dev"), "value"] == "90.30")
+    t1 = _csv(out, 1)
+    assert t1[t1.setting.str.contains("CIDEr opt")].reason.str.contains(
+        r"rule failed.*metrics.log: RuntimeError: fixture failure").any()
+    assert "84.00" in html and "-0.58" in html and "fixture-commit" in html  # value, delta, provenance
+
+
+def test_table2_row_follows_model_variant(tmp_path):
+    results = tmp_path / "results" / "run1"
+    _metrics(results / "eval/vqa/test_dev/metrics.json", {"overall": 79.5})
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("run: run1\nmodel: mplug_base\n")
+    _, out, _ = _report(tmp_path, "--config", str(cfg))
+    t2 = _csv(out, 2).set_index(["model", "pretrain_data", "setting"])
+    assert t2.loc[("mPLUGViT-B", "14M", "VQA v2 test-dev"), "status"] == "match"
+    assert t2.loc[("mPLUGViT-B", "14M", "VQA v2 test-std"), "status"] == "server"
+    assert "needs a mplug_large run" in t2.loc[("mPLUGViT-L", "14M", "VQA v2 test-dev"), "reason"]
+    assert "4M set only" in t2.loc[("mPLUGViT-B", "4M", "VQA v2 test-dev"), "reason"]
+
+
+def test_smoke_banner(tmp_path):
+    _, out, html = _report(tmp_path, "--smoke")
+    assert re.search(r'class="banner".*synthetic world.*NOT comparable', html)
+    assert "synthetic world" in (out / "tables/table03.html").read_text()
+
+
+def test_bench_tables_and_figures(tmp_path):
+    results = tmp_path / "results" / "run1"
+    bench = results / "bench"
+    bench.mkdir(parents=True)
+    (bench / "fusion.json").write_text(json.dumps({"hardware": "FixtureGPU", "n_samples": 100, "rows": [
+        {"network": "connected", "stride": None, "time_s": 8.0, "flops": 1e12},
+        {"network": "two_stream", "stride": None, "time_s": 9.0},
+        {"network": "asymmetric", "stride": None, "time_s": 1.5},
+        *[{"network": "skip", "stride": s, "time_s": t} for s, t in ((1, 10.0), (2, 4.0), (3, 2.6), (6, 2.0))],
+    ]}))
+    (bench / "train.json").write_text(json.dumps({"hardware": "FixtureGPU", "rows": [
+        {"setting": "baseline", "samples_per_s": 10.0, "peak_mem_gb": 3.0},
+        {"setting": "+bf16", "samples_per_s": 14.7},
+        {"setting": "+grad_ckpt"}]}))  # missing samples_per_s -> not run, row kept
+    _, out, html = _report(tmp_path)
+    for n in (1, 3, 4):
+        assert (out / "figures" / f"fig{n}.png").read_bytes()[:4] == b"\x89PNG"
+    assert html.count("data:image/png;base64,") == 3
+    assert "FixtureGPU" in html
+    t6 = _csv(out, 6).set_index("model")
+    assert t6.loc["baseline", "status"] == "match"                 # speed-up 1.0 vs 1.0
+    assert t6.loc["+ BFloat16", "status"] == "match"               # 1.47 vs 182.7/124 = 1.47
+    assert t6.loc["+ Gradient Checkpoint", "status"] == "not_run"
+    assert t6.loc["+ ZeRO", "status"] == "not_run" and len(t6) == 4
+
+
+def test_hparams_and_stats(tmp_path):
+    results = tmp_path / "results" / "run1"
+    for folder, hp in {"vqa": {"lr": 2e-5, "lr_visual": 5e-6, "batch_size": 1024, "epochs": 8},
+                       "nlvr2": {"hparams": {"lr": 1e-4, "batch_size": 256, "epochs": 15}}}.items():
+        p = results / "finetune" / folder / "summary.json"
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps(hp))
+    stats = tmp_path / "data/run1/pretrain_14m/stats.json"
+    stats.parent.mkdir(parents=True)
+    stats.write_text(json.dumps({"dataset": "pretrain_14m", "source": "fixture", "splits": {"train": 5},
+                                 "by_source": {"coco": {"images_obtained": 113000, "texts_obtained": 500000}}}))
+    _, out, html = _report(tmp_path)
+    t11 = _csv(out, 11).set_index(["model", "metric"])
+    assert t11.loc[("VQA", "LR (ViT-L/BERTbase)"), "status"] == "match"
+    assert t11.loc[("VQA", "batch size"), "status"] == "match"
+    assert t11.loc[("NLVR2", "LR (ViT-L/BERTbase)"), "status"] == "differs"
+    assert t11.loc[("NLVR2", "epochs"), "status"] == "match"
+    assert t11.loc[("SNLI-VE", "epochs"), "status"] == "not_run"
+    t12 = _csv(out, 12).set_index(["model", "metric"])
+    assert t12.loc[("COCO", "image"), "status"] == "match"
+    assert t12.loc[("COCO", "text"), "status"] == "differs"
+    assert t12.loc[("CC12M", "image"), "status"] == "not_run"
+    assert "pretrain_14m" in html
