@@ -1,0 +1,82 @@
+"""Collate functions: examples -> the batch dict of docs/architecture.md ("Batch contract").
+
+Keys: image, text_ids/text_mask, image_idx, target_ids/target_mask, answer_ids/answer_mask,
+answer_weight/answer_index, box, label, meta. Masks are 1 on real tokens.
+
+Tokenisation (official mPLUG): encoder texts are `[CLS] text [SEP]` except VQA / video-QA
+questions, which the official tokenizer copy encodes as `[CLS] question` with no trailing [SEP]
+(`question_sep=False`, default; set True for the HF convention). Targets and answers are
+`[CLS] text [SEP]`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from mplug.data.tokenizer import encode_texts
+
+# official max lengths: questions 25 (no OCR), captions/retrieval 30, grounding 20,
+# caption targets 25 (--max_input_length 25), answers 10 (generation max_length)
+DEFAULT_MAX_LEN = {"text": 30, "question": 25, "expression": 20, "target": 25, "answer": 10}
+QUESTION_TASKS = {"vqa", "video_qa", "video_qa_msrvtt", "video_qa_msvd"}
+
+
+@dataclass
+class Collator:
+    """Picklable collate function for a task (works with DataLoader worker processes)."""
+
+    task: str
+    tokenizer: Any
+    question_sep: bool = False
+    max_text_len: int | None = None
+    max_target_len: int = DEFAULT_MAX_LEN["target"]
+    max_answer_len: int = DEFAULT_MAX_LEN["answer"]
+
+    def __call__(self, examples: list[dict]) -> dict:
+        if self.tokenizer is None:
+            raise ValueError("Collator needs a tokenizer (mplug.data.tokenizer.load_tokenizer)")
+        batch: dict[str, Any] = {"image": _stack_images([e["image"] for e in examples])}
+        if "text" in examples[0]:
+            is_q = self.task in QUESTION_TASKS
+            default = DEFAULT_MAX_LEN["question" if is_q else
+                                      "expression" if self.task == "grounding" else "text"]
+            batch["text_ids"], batch["text_mask"] = encode_texts(
+                self.tokenizer, [e["text"] for e in examples], self.max_text_len or default,
+                add_sep=self.question_sep if is_q else True)
+        if "image_idx" in examples[0]:
+            batch["image_idx"] = torch.tensor([e["image_idx"] for e in examples], dtype=torch.long)
+        if self.task == "pretrain":  # PrefixLM target: the caption itself
+            batch["target_ids"], batch["target_mask"] = encode_texts(
+                self.tokenizer, [e["text"] for e in examples], self.max_target_len)
+        if "target" in examples[0]:
+            batch["target_ids"], batch["target_mask"] = encode_texts(
+                self.tokenizer, [e["target"] for e in examples], self.max_target_len)
+        if "answers" in examples[0]:
+            answers, weights, index = [], [], []
+            for row, e in enumerate(examples):
+                answers += e["answers"]
+                weights += e["weights"]
+                index += [row] * len(e["answers"])
+            batch["answer_ids"], batch["answer_mask"] = encode_texts(
+                self.tokenizer, answers, self.max_answer_len)               # (K, T)
+            batch["answer_weight"] = torch.tensor(weights, dtype=torch.float)  # (K,)
+            batch["answer_index"] = torch.tensor(index, dtype=torch.long)      # (K,) -> row
+        if "box" in examples[0]:
+            batch["box"] = torch.stack([e["box"] for e in examples]).float()  # (B, 4) cxcywh
+        if "label" in examples[0]:
+            batch["label"] = torch.tensor([e["label"] for e in examples], dtype=torch.long)
+        batch["meta"] = [e["meta"] for e in examples]
+        return batch
+
+
+def _stack_images(images: list) -> torch.Tensor:
+    if isinstance(images[0], (list, tuple)):  # NLVR2: two images per example -> (B, 2, 3, H, W)
+        return torch.stack([torch.stack(list(pair)) for pair in images])
+    return torch.stack(images)  # (B, 3, H, W) or video (B, F, 3, H, W)
+
+
+def count_bad(batch: dict) -> int:
+    """Bad images skipped to build this batch (sum over workers: add this up per epoch)."""
+    return sum(int(m.get("skipped_bad", 0)) for m in batch["meta"])
