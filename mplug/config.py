@@ -1,0 +1,420 @@
+"""Run configs: load, validate, resolve.
+
+One schema (`workflow/schemas/config.schema.yaml`) serves the Snakefile (Snakemake's `validate`)
+and every `mplug` verb (`load_config`), so a config the DAG accepts is a config the library
+accepts. On top of the schema, `check_semantics` catches what a schema cannot express: unknown
+task names, a stride the model cannot have, a model name not in the registry, references to
+stages/jobs/datasets that do not exist. Every error names the file, the key path (and line
+where known) and what is allowed.
+
+Resolution helpers give the trainer and evaluator the settings they should use:
+`train_settings(cfg, section, name, model_key)` and `eval_settings(cfg, job, model_key)` merge a
+job's base values, its per-architecture overrides and, with `hparams: paper`, the paper's values.
+Path helpers (`checkpoint_path`, `eval_json`, ...) and `table_inputs` describe the run layout the
+DAG builds and the report reads.
+"""
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mplug.errors import ConfigError
+
+SCHEMA_RELPATH = Path("workflow") / "schemas" / "config.schema.yaml"
+
+FINETUNE_TASKS = ("vqa", "caption", "retrieval_coco", "retrieval_flickr", "grounding", "nlvr2",
+                  "snli_ve")
+EVAL_TASKS = FINETUNE_TASKS + ("nocaps", "video_retrieval", "video_qa_msrvtt", "video_qa_msvd",
+                               "video_caption")
+PRETRAIN_STAGES = ("pretrain_14m", "pretrain_4m")
+BENCHES = ("fusion", "train", "generate", "retrieval")
+# Used only when mplug.models cannot be imported (e.g. a bare environment): official archs.
+_FALLBACK_FUSION_LAYERS = {"mplug_base": 6, "mplug_large": 6}
+
+_MAX_ERRORS = 20
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def schema_path() -> Path:
+    """The schema file: beside the package in a source checkout (editable install or PYTHONPATH)."""
+    path = Path(__file__).resolve().parent.parent / SCHEMA_RELPATH
+    if not path.is_file():
+        raise ConfigError(f"config schema not found at {path}; run from a source checkout of "
+                          "mplug-repro (pip install -e .)")
+    return path
+
+
+@lru_cache(maxsize=4)
+def _load_schema(path: str) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a run config, validate it against the schema and the semantic checks, return it.
+
+    Raises ConfigError naming the file, the key path (with its line) and what is allowed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass --config with a run config "
+                          "such as config/config.yaml or config/smoke.yaml")
+    text = path.read_text(encoding="utf-8")
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(err, 'problem', err)}") \
+            from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: a run config must be a mapping of keys (run, data, models, "
+                          "...), got " + type(cfg).__name__)
+    validate_config(cfg, source=str(path), text=text)
+    return cfg
+
+
+def validate_config(cfg: dict, source: str = "<config>", text: str | None = None) -> None:
+    """Schema validation then semantic checks; one ConfigError listing every problem found."""
+    errors = schema_errors(cfg)
+    if not errors:
+        errors = semantic_errors(cfg)
+    if errors:
+        raise ConfigError(_format(errors, source, text))
+
+
+def schema_errors(cfg: dict) -> list[tuple[tuple, str]]:
+    """(key path, message) for every schema violation, sorted by path."""
+    import jsonschema
+
+    schema = _load_schema(str(schema_path()))
+    validator = jsonschema.Draft202012Validator(schema)
+    out = []
+    for err in validator.iter_errors(cfg):
+        out.extend(_explain(err))
+    return sorted(set(out), key=lambda e: [str(p) for p in e[0]])
+
+
+def _explain(err) -> list[tuple[tuple, str]]:
+    """Turn a jsonschema error into messages that name the key and what is allowed."""
+    path = tuple(err.absolute_path)
+    if err.validator == "allOf" or err.validator == "$ref":
+        return [m for sub in err.context for m in _explain(sub)] or [(path, err.message)]
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = [k for k in err.instance if k not in err.schema.get("properties", {})]
+        return [(path + (k,), f"unknown key {k!r}; allowed here: {', '.join(allowed)}")
+                for k in extra]
+    if err.validator == "required":
+        return [(path, err.message.replace("is a required property",
+                                           "is required but missing"))]
+    if err.validator == "enum":
+        return [(path, f"{err.instance!r} is not allowed; use one of: "
+                       + ", ".join(map(repr, err.validator_value)))]
+    if err.validator == "type":
+        want = err.validator_value
+        want = " or ".join(want) if isinstance(want, list) else want
+        return [(path, f"{err.instance!r} has the wrong type; expected {want}")]
+    return [(path, err.message)]
+
+
+def _format(errors: list[tuple[tuple, str]], source: str, text: str | None) -> str:
+    lines = [f"{source}: invalid run config ({len(errors)} problem"
+             f"{'s' if len(errors) != 1 else ''}; see config/README.md for every key):"]
+    for path, msg in errors[:_MAX_ERRORS]:
+        line = _line_of(text, path) if text else None
+        where = key_path(path) or "(top level)"
+        lines.append(f"  {where}{f' (line {line})' if line else ''}: {msg}")
+    if len(errors) > _MAX_ERRORS:
+        lines.append(f"  ... and {len(errors) - _MAX_ERRORS} more")
+    return "\n".join(lines)
+
+
+def key_path(path: tuple) -> str:
+    """('finetune', 'vqa', 'train', 'lr_text') -> 'finetune.vqa.train.lr_text'; [i] for lists."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(text: str, path: tuple) -> int | None:
+    """1-based line of the deepest key of `path` that exists in the YAML text."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            match = [v for k, v in node.value if getattr(k, "value", None) == part]
+            keys = [k for k, _ in node.value if getattr(k, "value", None) == part]
+            if not match:
+                break
+            line, node = keys[0].start_mark.line + 1, match[0]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
+                and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+# ---------------------------------------------------------------------- semantic checks
+
+
+def _registry():
+    """(names, fusion_layers(name)) from mplug.models.registry, or None if not importable."""
+    try:
+        from mplug.models import registry
+    except Exception:  # noqa: BLE001 - the registry is optional for config checks
+        return None
+    return registry
+
+
+def semantic_errors(cfg: dict) -> list[tuple[tuple, str]]:
+    """Cross-reference checks a schema cannot express. Assumes the schema passed."""
+    errs: list[tuple[tuple, str]] = []
+    pre, fin, ev = cfg["pretrain"], cfg["finetune"], cfg["evaluate"]
+    datasets = cfg["data"]["datasets"]
+
+    for name, job in fin.items():
+        if job["task"] not in FINETUNE_TASKS:
+            errs.append((("finetune", name, "task"), f"unknown task {job['task']!r}; "
+                         f"fine-tuning tasks: {', '.join(FINETUNE_TASKS)}"))
+        if name in pre:
+            errs.append((("finetune", name), f"{name!r} is also a pretrain stage; checkpoint "
+                         "names must be unique"))
+    for name, job in ev.items():
+        if job["task"] not in EVAL_TASKS:
+            errs.append((("evaluate", name, "task"), f"unknown task {job['task']!r}; "
+                         f"evaluation tasks: {', '.join(EVAL_TASKS)}"))
+        if job["dataset"] not in datasets:
+            errs.append((("evaluate", name, "dataset"), f"unknown dataset {job['dataset']!r}; "
+                         f"data.datasets has: {', '.join(datasets)}"))
+    for section, jobs in (("pretrain", pre), ("finetune", fin)):
+        for name, job in jobs.items():
+            for i, d in enumerate(job["datasets"]):
+                if d not in datasets:
+                    errs.append(((section, name, "datasets", i), f"unknown dataset {d!r}; "
+                                 f"data.datasets has: {', '.join(datasets)}"))
+
+    registry = _registry()
+    known = set(registry.list_configs()) if registry else None
+    for key, model in cfg["models"].items():
+        errs.extend(_model_errors(cfg, key, model, registry, known))
+    if known is not None:
+        for section in ("pretrain", "finetune", "evaluate"):
+            for name, job in cfg[section].items():
+                for arch in job.get("overrides", {}):
+                    if arch not in known:
+                        errs.append(((section, name, "overrides", arch), f"unknown model "
+                                     f"{arch!r}; registered: {', '.join(sorted(known))}"))
+
+    if cfg["data"]["source"] == "synth" and "synth" not in cfg["data"]:
+        errs.append((("data",), "'synth' is required when data.source is 'synth' "
+                     "(seed and scale for `mplug data synth`)"))
+    if cfg["pretrained"]["source"] == "official":
+        official = cfg["pretrained"].get("official", {})
+        for key, model in enabled_models(cfg).items():
+            for stage in model["pretrain"]:
+                if stage not in official.get(key, {}):
+                    errs.append((("pretrained", "official", key), f"no released checkpoint for "
+                                 f"stage {stage!r} of model {key!r}; add pretrained.official."
+                                 f"{key}.{stage}: PATH.pth or set models.{key}.enabled: false"))
+    return errs
+
+
+def _model_errors(cfg, key, model, registry, known) -> list[tuple[tuple, str]]:
+    errs = []
+    where = ("models", key)
+    arch = model["arch"]
+    if known is not None and arch not in known:
+        errs.append((where + ("arch",), f"unknown model {arch!r}; registered: "
+                     f"{', '.join(sorted(known))}"))
+    layers = _fusion_layers(registry, arch) if (known is None or arch in known) else None
+    if layers is not None and model["stride"] > layers:
+        errs.append((where + ("stride",), f"stride {model['stride']} is impossible for {arch} "
+                     f"with {layers} fusion layers; use 1..{layers}"))
+    for i, stage in enumerate(model["pretrain"]):
+        if stage not in cfg["pretrain"]:
+            errs.append((where + ("pretrain", i), f"unknown pretrain stage {stage!r}; "
+                         f"defined: {', '.join(cfg['pretrain']) or 'none'}"))
+    ckpts = list(model["pretrain"])
+    for i, job in enumerate(model["finetune"]):
+        if job not in cfg["finetune"]:
+            errs.append((where + ("finetune", i), f"unknown fine-tuning job {job!r}; "
+                         f"defined: {', '.join(cfg['finetune'])}"))
+            continue
+        init = cfg["finetune"][job]["init"]
+        if init not in ckpts:
+            errs.append((where + ("finetune", i), f"job {job!r} starts from {init!r}, which "
+                         f"model {key!r} does not build before it (it builds, in order: "
+                         f"{', '.join(ckpts) or 'nothing'})"))
+        ckpts.append(job)
+    for i, job in enumerate(model["evaluate"]):
+        if job not in cfg["evaluate"]:
+            errs.append((where + ("evaluate", i), f"unknown evaluation job {job!r}; "
+                         f"defined: {', '.join(cfg['evaluate'])}"))
+        elif cfg["evaluate"][job]["checkpoint"] not in ckpts:
+            errs.append((where + ("evaluate", i), f"job {job!r} evaluates "
+                         f"{cfg['evaluate'][job]['checkpoint']!r}, which model {key!r} does "
+                         f"not build (it builds: {', '.join(ckpts) or 'nothing'})"))
+    return errs
+
+
+def _fusion_layers(registry, arch: str) -> int | None:
+    if registry is None:
+        return _FALLBACK_FUSION_LAYERS.get(arch)
+    try:
+        return int(registry.get_config(arch).fusion_layers)
+    except Exception:  # noqa: BLE001 - reported as an unknown model instead
+        return None
+
+
+def check_semantics(cfg: dict, source: str = "<config>") -> None:
+    """Raise ConfigError if the (schema-valid) config has semantic errors (used by the Snakefile)."""
+    errors = semantic_errors(cfg)
+    if errors:
+        raise ConfigError(_format(errors, source, _read(source)))
+
+
+def _read(source: str) -> str | None:
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Recursive dict update (nested sections such as `scst` merge key by key)."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = copy.deepcopy(v)
+    return base
+
+
+def enabled_models(cfg: dict) -> dict[str, dict]:
+    """Model key -> model entry, for models not switched off with `enabled: false`."""
+    return {k: m for k, m in cfg["models"].items() if m.get("enabled", True)}
+
+
+def model_settings(cfg: dict, model_key: str) -> dict:
+    """{'arch', 'schedule', 'stride'} of a model key (what `build_model` needs)."""
+    m = _get(cfg, ("models", model_key))
+    return {"arch": m["arch"], "schedule": m.get("schedule", "official"), "stride": m["stride"]}
+
+
+def train_settings(cfg: dict, section: str, name: str, model_key: str) -> dict:
+    """Effective training settings of a pretrain stage (section='pretrain') or fine-tuning job
+    (section='finetune') for one model: `train`, then `overrides[arch]`, then (with
+    `hparams: paper`) `paper`."""
+    if section not in ("pretrain", "finetune"):
+        raise ConfigError(f"section must be 'pretrain' or 'finetune', not {section!r}")
+    job = _get(cfg, (section, name))
+    arch = model_settings(cfg, model_key)["arch"]
+    out = copy.deepcopy(job["train"])
+    _merge(out, job.get("overrides", {}).get(arch, {}))
+    if cfg["hparams"] == "paper":
+        _merge(out, job.get("paper", {}))
+    return out
+
+
+def eval_settings(cfg: dict, job: str, model_key: str) -> dict:
+    """Effective generation/inference settings of an evaluation job for one model."""
+    entry = _get(cfg, ("evaluate", job))
+    arch = model_settings(cfg, model_key)["arch"]
+    out = copy.deepcopy(entry.get("generation", {}))
+    _merge(out, entry.get("overrides", {}).get(arch, {}))
+    if cfg["hparams"] == "paper":
+        _merge(out, entry.get("paper", {}))
+    return out
+
+
+def _get(cfg: dict, path: tuple) -> Any:
+    node = cfg
+    for i, part in enumerate(path):
+        if not isinstance(node, dict) or part not in node:
+            have = ", ".join(node) if isinstance(node, dict) else "nothing"
+            raise ConfigError(f"{key_path(path[:i + 1])} is not in the run config "
+                              f"(defined: {have})")
+        node = node[part]
+    return node
+
+
+# ------------------------------------------------------------------------- run layout
+
+
+def data_root(cfg: dict) -> str:
+    """What `--data` gets: a folder with one sub-folder per normalised dataset."""
+    run = cfg["run"]
+    return f"data/{run}/synth" if cfg["data"]["source"] == "synth" else f"data/{run}"
+
+
+def checkpoint_dir(cfg: dict, model_key: str, name: str) -> str:
+    """Output folder of a pretrain stage or fine-tuning job of a model."""
+    kind = "pretrain" if name in cfg["pretrain"] else "finetune"
+    return f"results/{cfg['run']}/{model_key}/{kind}/{name}"
+
+
+def checkpoint_path(cfg: dict, model_key: str, name: str) -> str:
+    return f"{checkpoint_dir(cfg, model_key, name)}/model.safetensors"
+
+
+def eval_json(cfg: dict, model_key: str, job: str, split: str) -> str:
+    kind = "zeroshot" if cfg["evaluate"][job].get("zeroshot", False) else "eval"
+    return f"results/{cfg['run']}/{model_key}/{kind}/{job}/{split}/metrics.json"
+
+
+def bench_json(cfg: dict, name: str) -> str:
+    return f"results/{cfg['run']}/bench/{name}.json"
+
+
+def data_stats(cfg: dict, dataset: str) -> str:
+    return f"data/{cfg['run']}/{dataset}/stats.json"
+
+
+def synth_manifest(cfg: dict) -> str:
+    return f"{data_root(cfg)}/manifest.json"
+
+
+def table_inputs(cfg: dict, table: int) -> list[str]:
+    """The result files the report needs for Table `table` (1..12), in this run's layout."""
+    out: list[str] = []
+    models = enabled_models(cfg)
+    for key, model in models.items():
+        for job in model["evaluate"]:
+            if table in cfg["evaluate"][job].get("tables", []):
+                out += [eval_json(cfg, key, job, s) for s in cfg["evaluate"][job]["splits"]]
+    bench = cfg["bench"]
+    if table == 6 and bench.get("train", {}).get("enabled", False):
+        out.append(bench_json(cfg, "train"))
+    if table == 11:
+        out += [f"{checkpoint_dir(cfg, k, j)}/summary.json"
+                for k, m in models.items() for j in m["finetune"]]
+    if table == 12:
+        if cfg["data"]["source"] == "synth":
+            out.append(synth_manifest(cfg))
+        else:
+            used = {d for m in models.values() for s in m["pretrain"]
+                    for d in cfg["pretrain"][s]["datasets"]}
+            out += [data_stats(cfg, d) for d, e in cfg["data"]["datasets"].items()
+                    if e.get("pretraining", False) and d in used]
+    return list(dict.fromkeys(out))
+
+
+def figure_inputs(cfg: dict) -> list[str]:
+    """Figures 1, 3, 4 come from the fusion benchmark."""
+    return [bench_json(cfg, "fusion")] if cfg["bench"].get("fusion", {}).get("enabled") else []
