@@ -12,6 +12,12 @@ from mplug.report.published import CAPTIONS, LR_METRIC, parse_lr
 from mplug.report.views import Cell, Footnotes, TableView, repro_cell, repro_record
 
 
+def _with_records(pub: pd.DataFrame, records: dict[tuple[str, str], dict]) -> pd.DataFrame:
+    """Published rows (in file order) + the reproduction columns, joined on (model, metric)."""
+    extra = pd.DataFrame([records[(r.model, r.metric)] for r in pub.itertuples(index=False)])
+    return pd.concat([pub.drop(columns=["line"]).reset_index(drop=True), extra], axis=1)
+
+
 def _hparam(summary: dict, name: str) -> Any:
     for scope in (summary, summary.get("hparams"), summary.get("config")):
         if isinstance(scope, dict):
@@ -65,7 +71,8 @@ def build_table11(pub: pd.DataFrame, ctx: RunContext) -> TableView:
     header = [[Cell("Task", header=True)] + [Cell(m, header=True, colspan=3) for m in metrics],
               [Cell("", header=True)] + [Cell(h, header=True) for _ in metrics
                                          for h in ("paper", "this run", "status")]]
-    body, records = [], []
+    body: list = []
+    records: dict[tuple[str, str], dict] = {}
     for task in dict.fromkeys(pub["model"]):
         line = [Cell(task)]
         for metric in metrics:
@@ -79,9 +86,9 @@ def build_table11(pub: pd.DataFrame, ctx: RunContext) -> TableView:
             line += [Cell(row["value"] + (" *" if row["note"] else ""), "noted" if row["note"] else "",
                           row["note"]), repro_cell(r, notes),
                      Cell({MATCH: "same", DIFFERS: "differs"}.get(r.status, "not run"), f"status-{r.status}")]
-            records.append(repro_record(r))
+            records[(task, metric)] = repro_record(r)
         body.append(line)
-    long = pd.concat([pub.drop(columns=["line"]).reset_index(drop=True), pd.DataFrame(records)], axis=1)
+    long = _with_records(pub, records)
     tv = TableView(11, "Table 11", CAPTIONS[11], header, body, ["published"] * len(body), long, notes.items)
     tv.notes.append("'this run' = the values each fine-tuning recorded in results/<run>/finetune/<task>/"
                     "summary.json (keys " + ", ".join(f"{k}: {'|'.join(v)}" for k, v in mapping.HPARAM_KEYS.items())
@@ -122,7 +129,8 @@ def build_table12(pub: pd.DataFrame, ctx: RunContext, rel_tol: float = 0.05) -> 
     header = [[Cell("", header=True)] + [Cell(d, header=True, colspan=2) for d in dict.fromkeys(pub["model"])],
               [Cell("", header=True)] + [Cell(h, header=True) for _ in dict.fromkeys(pub["model"])
                                          for h in ("paper", "this run")]]
-    body, records = [], []
+    body: list = []
+    records: dict[tuple[str, str], dict] = {}
     for metric in dict.fromkeys(pub["metric"]):
         line = [Cell(metric)]
         for ds in dict.fromkeys(pub["model"]):
@@ -134,13 +142,14 @@ def build_table12(pub: pd.DataFrame, ctx: RunContext, rel_tol: float = 0.05) -> 
                 st = MATCH if abs(ratio - 1) <= rel_tol else DIFFERS
                 r = Repro(st, float(v), text=f"{int(v):,} ({ratio:.1%})", source=got["src"])
             else:
-                why = "; ".join(reasons) or f"no '{mapping.TABLE12_SOURCES[ds]}' entry in by_source"
+                why = "; ".join([f"no '{mapping.TABLE12_SOURCES[ds]}' entry in any stats.json 'by_source'"]
+                                + reasons)
                 r = Repro(NOT_RUN, reason=why)
             line += [Cell(row["value"] + (" *" if row["note"] else ""), "noted" if row["note"] else "",
                           row["note"]), repro_cell(r, notes)]
-            records.append(repro_record(r))
+            records[(ds, metric)] = repro_record(r)
         body.append(line)
-    long = pd.concat([pub.drop(columns=["line"]).reset_index(drop=True), pd.DataFrame(records)], axis=1)
+    long = _with_records(pub, records)
     tv = TableView(12, "Table 12", CAPTIONS[12], header, body, ["published"] * len(body), long, notes.items)
     tv.notes.append(f"'this run' = counts obtained (from data/<run>/{{{','.join(mapping.TABLE12_STATS)}}}/"
                     f"stats.json 'by_source'), with the share of the paper's count; matches within {rel_tol:.0%}.")
