@@ -7,13 +7,14 @@ CLS, SEP, PAD = 101, 102, 0
 
 
 def text(b: int, length: int, vocab: int, gen: torch.Generator, min_len: int = 3):
-    """`[CLS] w.. [SEP]` right-padded to `length`, words drawn from [1000, vocab)."""
+    """`[CLS] w.. [SEP]` right-padded to `length`, ordinary words from the top of the vocab."""
+    low = 1000 if vocab > 1000 else 200
     ids = torch.zeros(b, length, dtype=torch.long)
     mask = torch.zeros(b, length, dtype=torch.long)
     for i in range(b):
         n = int(torch.randint(min_len, length - 1, (1,), generator=gen))
         ids[i, 0] = CLS
-        ids[i, 1:n + 1] = torch.randint(1000, vocab, (n,), generator=gen)
+        ids[i, 1:n + 1] = torch.randint(low, vocab, (n,), generator=gen)
         ids[i, n + 1] = SEP
         mask[i, : n + 2] = 1
     return ids, mask
@@ -33,7 +34,7 @@ def make_batch(task: str, cfg, b: int = 4, seed: int = 0) -> dict:
         del batch["text_ids"], batch["text_mask"]
     if task == "vqa":
         batch["answer_ids"], batch["answer_mask"] = text(b + 2, 5, vocab, gen, min_len=1)
-        batch["answer_index"] = torch.tensor([0, 0, 1, 2, 3, 3][: b + 2])
+        batch["answer_index"] = torch.tensor([0, 0, 1, 2, 3, 3][: b + 2]).clamp(max=b - 1)
         batch["answer_weight"] = torch.tensor([0.7, 0.3, 1.0, 1.0, 0.5, 0.5][: b + 2])
     if task == "grounding":
         batch["box"] = torch.rand(b, 4, generator=gen) * 0.5 + 0.25
