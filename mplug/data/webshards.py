@@ -117,3 +117,24 @@ def img2dataset_stats(folder: str | os.PathLike) -> dict[str, int]:
         for k in total:
             total[k] += int(stats.get(k, 0) or 0)
     return total
+
+
+def count_shard_samples(folder: str | os.PathLike) -> dict[str, int]:
+    """Images and captions actually present in the shards (tar headers are read, images are not)."""
+    images = texts = samples = 0
+    for shard in list_shards(folder):
+        keys: dict[str, set[str]] = {}
+        try:
+            with tarfile.open(shard) as tf:
+                for member in tf:
+                    if member.isfile():
+                        key, _, ext = member.name.rpartition("/")[2].partition(".")
+                        if ext.lower() == "txt" and member.size == 0:
+                            continue  # an empty caption is no text
+                        keys.setdefault(key, set()).add(ext.lower())
+        except (tarfile.TarError, EOFError, OSError) as err:
+            raise DataError(f"{shard}: corrupt shard ({err}); delete it and rerun img2dataset") from None
+        samples += len(keys)
+        images += sum(any(e in exts for e in IMAGE_EXTS) for exts in keys.values())
+        texts += sum(("txt" in exts and any(e in exts for e in IMAGE_EXTS)) for exts in keys.values())
+    return {"samples": samples, "images": images, "texts": texts}
