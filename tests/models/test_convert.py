@@ -210,11 +210,8 @@ def test_momentum_and_queues_filled_when_checkpoint_lacks_them(tiny_vqa):
 
 
 # ----------------------------------------------------------------------------- CLIP + BERT init
-def test_init_from_clip_and_bert():
-    torch.manual_seed(0)
-    model = build_model("mplug_tiny", "pretrain")
-    cfg = model.cfg
-    ms = model.state_dict()
+def clip_bert_states(ms: dict, cfg) -> tuple[dict, dict]:
+    """Synthetic OpenAI-CLIP and HF-BERT state dicts shaped for our model state `ms`."""
     n_bert = cfg.text_layers + cfg.fusion_layers
     g = torch.Generator().manual_seed(3)
     clip = {"visual." + k[len("visual_encoder."):]: torch.randn(v.shape, generator=g)
@@ -234,6 +231,15 @@ def test_init_from_clip_and_bert():
         if k.startswith("mlm_head."):
             bert["cls." + k[len("mlm_head."):]] = torch.randn(v.shape, generator=g)
     bert["bert.pooler.dense.weight"] = torch.randn(2, 2)
+    return clip, bert
+
+
+def test_init_from_clip_and_bert():
+    torch.manual_seed(0)
+    model = build_model("mplug_tiny", "pretrain")
+    cfg = model.cfg
+    ms = model.state_dict()
+    clip, bert = clip_bert_states(ms, cfg)
     out, report = init_from_clip_bert(ms, clip, bert, text_layers=cfg.text_layers)
     assert report.ok, report.format()
     assert torch.equal(out["visual_encoder.conv1.weight"], clip["visual.conv1.weight"])
@@ -253,3 +259,20 @@ def test_init_from_clip_and_bert():
                        out["text_encoder.encoder.layer.0.output.dense.bias"])
     assert "visual.proj" in report.dropped["CLIP weights not used (text tower, proj, logit_scale)"]
     assert load_into(model, out).ok
+
+
+def test_cli_init_from_clip_bert(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = build_model("mplug_tiny", "pretrain")
+    clip, bert = clip_bert_states(model.state_dict(), model.cfg)
+    torch.save(clip, tmp_path / "ViT-B-16.tar")
+    (tmp_path / "bert").mkdir()
+    save_file(bert, str(tmp_path / "bert" / "model.safetensors"))
+    rc = cli_main(["convert", "--model", "mplug_tiny", "--clip", str(tmp_path / "ViT-B-16.tar"),
+                   "--bert", str(tmp_path / "bert"), str(tmp_path / "init.safetensors")])
+    assert rc == 0 and "random init" in capsys.readouterr().out
+    state = load_state_dict_safe(tmp_path / "init.safetensors")
+    assert torch.equal(state["visual_encoder.conv1.weight"], clip["visual.conv1.weight"])
+    assert load_into(build_model("mplug_tiny", "pretrain"), state).ok
