@@ -153,15 +153,16 @@ def load_into(model: "torch.nn.Module", state: Mapping[str, "torch.Tensor"], str
     """Copy `state` into `model`, naming any key problem.
 
     Shape mismatches are always an error. With `strict`, missing and unexpected keys are errors,
-    except missing keys that start with one of `allow_missing` (e.g. a fresh task head).
+    except missing keys containing one of the `allow_missing` substrings (a fresh task head such
+    as `cls_head.`, or NLVR2's `crossattention2.`, which `init_crossattention2` then fills).
     """
     report = compare_state(model.state_dict(), state)
     if report.mismatched:
         raise CheckpointError(f"{source}: shape mismatch for "
                               + _short_list(f"{k} (checkpoint {a} vs model {b})"
                                             for k, a, b in report.mismatched))
-    prefixes = tuple(allow_missing)
-    hard_missing = [k for k in report.missing if not (prefixes and k.startswith(prefixes))]
+    patterns = tuple(allow_missing)
+    hard_missing = [k for k in report.missing if not any(p in k for p in patterns)]
     if strict and hard_missing:
         raise CheckpointError(f"{source}: {len(hard_missing)} model keys missing from the "
                               f"checkpoint: {_short_list(hard_missing)}")
