@@ -36,10 +36,11 @@ def load_tokenizer(path_or_dir: str | os.PathLike) -> Any:
                         f"bert-base-uncased's vocab.txt (or a HF tokenizer directory) there")
     if vocab.stat().st_size == 0:
         raise DataError(f"{vocab}: empty vocabulary file")
-    tok = BertTokenizer(vocab=str(vocab), do_lower_case=True)
-    if tok.convert_tokens_to_ids("[CLS]") == tok.unk_token_id:
-        raise DataError(f"{vocab}: not a BERT vocabulary (no [CLS] token)")
-    return tok
+    present = set(vocab.read_text(encoding="utf-8").split("\n"))
+    missing = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if t not in present]
+    if missing:  # BertTokenizer would silently add them as new tokens at new ids
+        raise DataError(f"{vocab}: not a BERT vocabulary (missing {', '.join(missing)})")
+    return BertTokenizer(vocab=str(vocab), do_lower_case=True)
 
 
 def encode_texts(tokenizer: Any, texts: list[str], max_len: int, add_sep: bool = True):
