@@ -21,9 +21,20 @@ def _ordered(df: pd.DataFrame, cols: list[str]) -> list[tuple]:
     return list(dict.fromkeys(map(tuple, df[cols].itertuples(index=False, name=None))))
 
 
+def _columns(pub: pd.DataFrame) -> list[tuple]:
+    """(setting, metric) in the paper's order: that of the fullest row (printed left to right),
+    then any column that row lacks, in file order. Settings stay contiguous for the header."""
+    by_row = pub.groupby(["group", "model", "pretrain_data"], sort=False)
+    fullest = max(by_row, key=lambda kv: len(kv[1]))[1]
+    cols = _ordered(fullest, ["setting", "metric"])
+    cols += [c for c in _ordered(pub, ["setting", "metric"]) if c not in cols]
+    order = list(dict.fromkeys(s for s, _ in cols))
+    return sorted(cols, key=lambda c: order.index(c[0]))
+
+
 def build_generic(n: int, pub: pd.DataFrame, ctx: RunContext) -> TableView:
     """Tables 1-5, 7-10: rows = models, columns = (setting, metric), as printed."""
-    cols = _ordered(pub, ["setting", "metric"])
+    cols = _columns(pub)
     rows = _ordered(pub, ["group", "model", "pretrain_data"])
     show_data = bool((pub["pretrain_data"] != "").any())
     lookup = {(r.group, r.model, r.pretrain_data, r.setting, r.metric): r

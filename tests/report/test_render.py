@@ -147,3 +147,15 @@ def test_hparams_and_stats(tmp_path):
     assert t12.loc[("COCO", "text"), "status"] == "differs"
     assert t12.loc[("CC12M", "image"), "status"] == "not_run"
     assert "pretrain_14m" in html
+
+
+def test_columns_follow_the_paper_order(tmp_path):
+    _, out, _ = _report(tmp_path)
+    html = (out / "tables/table01.html").read_text()
+    heads = re.findall(r"<th colspan=\"(\d+)\">([^<]+)</th>", html)
+    assert [h for _, h in heads][2:5] == ["COCO Karpathy test, cross-entropy",
+                                          "COCO Karpathy test, CIDEr optimization", "NoCaps val"]
+    metrics = re.findall(r"<th colspan=\"1\">([^<]*)</th>", html)
+    assert metrics[-10:] == ["B@4", "M", "C", "S", "B@4", "M", "C", "S", "C", "S"]
+    html3 = (out / "tables/table03.html").read_text()
+    assert html3.index("MSCOCO 5K test") < html3.index("Flickr30K 1K test")
