@@ -69,6 +69,12 @@ def _log_probs(logits: torch.Tensor, logits_mask: torch.Tensor | None) -> torch.
     return F.log_softmax(logits.float(), dim=-1)
 
 
+def _eos_column(log_probs: torch.Tensor, eos: int) -> torch.Tensor:
+    col = torch.zeros(log_probs.size(-1), dtype=torch.bool, device=log_probs.device)
+    col[eos] = True
+    return col
+
+
 def _pad_stack(seqs: list[torch.Tensor], pad: int, device) -> torch.Tensor:
     width = max([s.numel() for s in seqs] + [1])
     out = torch.full((len(seqs), width), pad, dtype=torch.long, device=device)
@@ -101,8 +107,8 @@ def beam_search(decoder: TextDecoder, encoder_states: torch.Tensor,
     for step in range(max_length):
         log_probs = _log_probs(rows.logits(seq, step), logits_mask)  # (R, V)
         vocab = log_probs.size(-1)
-        if step < min_length:
-            log_probs[:, eos] = NEG
+        if step < min_length:  # out of place: SCST backpropagates through these scores
+            log_probs = log_probs.masked_fill(_eos_column(log_probs, eos), NEG)
         log_probs = log_probs + topk_log_probs.view(-1, 1)
         lp = ((5.0 + (step + 1)) / 6.0) ** length_penalty
         curr = (log_probs / lp).reshape(-1, k * vocab)  # (nb, K*V)
@@ -170,7 +176,7 @@ def greedy(decoder: TextDecoder, encoder_states: torch.Tensor,
     for step in range(max_length):
         log_probs = _log_probs(rows.logits(seq, step), logits_mask)
         if step < min_length:
-            log_probs[:, eos] = NEG
+            log_probs = log_probs.masked_fill(_eos_column(log_probs, eos), NEG)
         best, token = log_probs.max(dim=-1)
         token = torch.where(done, torch.full_like(token, pad), token)
         total = total + torch.where(done, torch.zeros_like(best), best)

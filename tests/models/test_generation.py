@@ -158,3 +158,13 @@ def test_rank_answers_matches_brute_force(decoder, enc):
     with torch.no_grad():
         top2, _ = rank_answers(decoder, states, mask, answers, amask, k=2)
     assert top2.shape == (4, 2)
+
+
+def test_beam_scores_are_differentiable_for_scst(decoder, enc):
+    states, mask = enc
+    states = states.clone().requires_grad_(True)
+    _, scores = beam_search(decoder, states, mask, beam_size=3, num_return=3, min_length=2,
+                            max_length=5)
+    scores[torch.isfinite(scores)].sum().backward()
+    assert states.grad is not None and bool(states.grad.abs().sum() > 0)
+    assert decoder.cls.predictions.transform.dense.weight.grad is not None
