@@ -312,7 +312,13 @@ def enabled_models(cfg: dict) -> dict[str, dict]:
 
 
 def model_settings(cfg: dict, model_key: str) -> dict:
-    """{'arch', 'schedule', 'stride'} of a model key (what `build_model` needs)."""
+    """{'arch', 'schedule', 'stride'} of a model key (what `build_model` needs). A registry name
+    (e.g. `mplug_base`) that is not a model key resolves to the first model with that arch."""
+    if model_key not in cfg["models"]:
+        for m in cfg["models"].values():
+            if m["arch"] == model_key:
+                return {"arch": m["arch"], "schedule": m.get("schedule", "official"),
+                        "stride": m["stride"]}
     m = _get(cfg, ("models", model_key))
     return {"arch": m["arch"], "schedule": m.get("schedule", "official"), "stride": m["stride"]}
 
@@ -359,8 +365,7 @@ def _get(cfg: dict, path: tuple) -> Any:
 
 def data_root(cfg: dict) -> str:
     """What `--data` gets: a folder with one sub-folder per normalised dataset."""
-    run = cfg["run"]
-    return f"data/{run}/synth" if cfg["data"]["source"] == "synth" else f"data/{run}"
+    return f"data/{cfg['run']}"
 
 
 def checkpoint_dir(cfg: dict, model_key: str, name: str) -> str:
@@ -374,8 +379,8 @@ def checkpoint_path(cfg: dict, model_key: str, name: str) -> str:
 
 
 def eval_json(cfg: dict, model_key: str, job: str, split: str) -> str:
-    kind = "zeroshot" if cfg["evaluate"][job].get("zeroshot", False) else "eval"
-    return f"results/{cfg['run']}/{model_key}/{kind}/{job}/{split}/metrics.json"
+    """Fine-tuned and zero-shot evaluations share one folder (`eval/`), as the report reads."""
+    return f"results/{cfg['run']}/{model_key}/eval/{job}/{split}/metrics.json"
 
 
 def bench_json(cfg: dict, name: str) -> str:

@@ -1,0 +1,74 @@
+# mplug-repro: raw data -> pretraining -> fine-tuning -> evaluation -> benchmarks -> report.
+#   snakemake --profile slurm all                                      (the paper's run, SLURM)
+#   snakemake --profile profiles/smoke --configfile config/smoke.yaml all   (CPU smoke run)
+# Targets: all, report, table01 ... table12, figures. Rules are thin: each calls one `mplug` verb
+# (docs/architecture.md, "CLI contract"); outputs land in data/RUN, results/RUN, reports/RUN and
+# logs in logs/RUN/<rule>/. Run from the repository root.
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+sys.path.insert(0, str(Path(workflow.basedir).resolve()))  # `import mplug` without installing
+
+
+# One config file per run. Snakemake would deep-merge a default `configfile:` with --configfile
+# (a smoke run would inherit the paper's models), so the default loads only when none is given.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+if len(workflow.overwrite_configfiles) > 1:
+    raise ValueError("pass exactly one --configfile (run configs are not merged): got "
+                     + ", ".join(map(str, workflow.overwrite_configfiles)))
+CONFIGFILE = str(workflow.overwrite_configfiles[0]) if workflow.overwrite_configfiles \
+    else "config/config.yaml"
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/zeroshot.smk"
+include: "workflow/rules/bench.smk"
+include: "workflow/rules/report.smk"
+
+
+localrules:
+    all,
+    figures,
+    table01,
+    table02,
+    table03,
+    table04,
+    table05,
+    table06,
+    table07,
+    table08,
+    table09,
+    table10,
+    table11,
+    table12,
+
+
+rule all:
+    """Everything the config enables: every checkpoint, evaluation, benchmark and the report."""
+    default_target: True
+    input:
+        all_pretrain_outputs(),
+        all_finetune_outputs(),
+        all_eval_outputs(zeroshot=False),
+        all_eval_outputs(zeroshot=True),
+        all_bench_outputs(),
+        f"reports/{RUN}/report.html",
+
+
+rule figures:
+    """The benchmark results behind Figures 1, 3 and 4."""
+    input:
+        mcfg.figure_inputs(config),

@@ -1,0 +1,29 @@
+# Throughput benchmarks: Table 6 (train) and Figures 1, 3, 4 (fusion); the harness's own fast
+# paths (generate, retrieval). They measure the hardware they run on.
+
+
+def _bench_job(wc):
+    return config["bench"][wc.bench].get("resources")
+
+
+rule bench:
+    """`mplug bench NAME` -> results/RUN/bench/NAME.json."""
+    output:
+        f"results/{RUN}/bench/{{bench}}.json",
+    params:
+        quick=lambda wc: "--quick" if config["bench"][wc.bench].get("quick", False) else "",
+        args=lambda wc: " ".join(shlex.quote(a) for a in config["bench"][wc.bench].get("args", [])),
+        launcher=launcher_of("bench", _bench_job),
+        mplug=MPLUG,
+    log:
+        _log("bench", "{bench}"),
+    wildcard_constraints:
+        bench=_alt(b for b, e in config["bench"].items() if e["enabled"]),
+    threads: threads_of("bench", _bench_job)
+    resources:
+        **res_fn("bench", _bench_job),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} bench {wildcards.bench}"
+        " {params.quick} {params.args} --json {output} > {log} 2>&1"

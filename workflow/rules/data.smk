@@ -1,0 +1,72 @@
+# Data: real downloads + preprocessing (data.source: real) or the synthetic world (synth).
+# Both produce data/RUN/<dataset>/ in the normalised format (mplug/data/README.md).
+
+if SYNTH:
+
+    localrules:
+        synth,
+
+    rule synth:
+        """The synthetic world: every task's files, vocab.txt and manifest.json."""
+        output:
+            mcfg.synth_manifest(config),
+        params:
+            out=DATA_ROOT,
+            seed=config["data"]["synth"]["seed"],
+            scale=config["data"]["synth"]["scale"],
+            mplug=MPLUG,
+        log:
+            _log("synth", "synth"),
+        threads: threads_of("synth")
+        resources:
+            **res_fn("synth"),
+        conda:
+            "../../envs/data.yaml"
+        shell:
+            "{params.mplug} data synth --out {params.out} --seed {params.seed}"
+            " --scale {params.scale} --quiet > {log} 2>&1"
+
+else:
+
+    localrules:
+        download,
+
+    rule download:
+        """Fetch one source into resources/<name>/ (resumable, checksummed); runs on the
+        submit host, which has internet."""
+        output:
+            f"{RESOURCES_DIR}/{{download}}/download.json",
+        params:
+            dest=RESOURCES_DIR,
+            mplug=MPLUG,
+        log:
+            _log("download", "{download}"),
+        conda:
+            "../../envs/data.yaml"
+        shell:
+            "{params.mplug} data download {wildcards.download} --dest {params.dest}/"
+            " > {log} 2>&1"
+
+    rule preprocess:
+        """Raw downloads -> data/RUN/<dataset>/<split>.jsonl + stats.json (Table 12's counts)."""
+        input:
+            lambda wc: [download_marker(d)
+                        for d in config["data"]["datasets"][wc.dataset]["downloads"]],
+        output:
+            f"data/{RUN}/{{dataset}}/stats.json",
+        params:
+            src=RESOURCES_DIR,
+            out=DATA_ROOT,
+            mplug=MPLUG,
+        log:
+            _log("preprocess", "{dataset}"),
+        wildcard_constraints:
+            dataset=_alt(config["data"]["datasets"]),
+        threads: threads_of("preprocess")
+        resources:
+            **res_fn("preprocess"),
+        conda:
+            "../../envs/data.yaml"
+        shell:
+            "{params.mplug} data preprocess {wildcards.dataset} --src {params.src}/"
+            " --out {params.out}/ --no-progress > {log} 2>&1"

@@ -1,0 +1,37 @@
+# Evaluation of fine-tuned checkpoints (Tables 1-5 and the fine-tuned rows of 7-9).
+
+
+rule evaluate:
+    """One checkpoint on one split -> metrics JSON with provenance."""
+    input:
+        ckpt=lambda wc: ckpt(wc.model, config["evaluate"][wc.job]["checkpoint"]),
+        data=lambda wc: dataset_inputs([config["evaluate"][wc.job]["dataset"]]),
+    output:
+        f"results/{RUN}/{{model}}/eval/{{job}}/{{split}}/metrics.json",
+    params:
+        config=CONFIGFILE,
+        arch=lambda wc: MODELS[wc.model]["arch"],
+        task=lambda wc: config["evaluate"][wc.job]["task"],
+        dataset=lambda wc: config["evaluate"][wc.job]["dataset"],
+        data=DATA_ROOT,
+        flags=lambda wc: eval_flags(wc.job, wc.model),
+        launcher=launcher_of("evaluate", _eval_job),
+        mplug=MPLUG,
+    log:
+        _log("evaluate", "{model}", "{job}", "{split}"),
+    benchmark:
+        f"logs/{RUN}/evaluate/{{model}}/{{job}}/{{split}}.bench.tsv"
+    wildcard_constraints:
+        model=_alt(MODELS),
+        job=_alt(eval_job_names(zeroshot=False)),
+        split=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    threads: threads_of("evaluate", _eval_job)
+    resources:
+        **res_fn("evaluate", _eval_job),
+    conda:
+        "../../envs/eval.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} evaluate {params.task}"
+        " --config {params.config} --model {params.arch} --checkpoint {input.ckpt}"
+        " --data {params.data} --dataset {params.dataset} --split {wildcards.split}"
+        " --out {output} {params.flags} > {log} 2>&1"

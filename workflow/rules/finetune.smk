@@ -1,0 +1,46 @@
+# Fine-tuning jobs (Table 11): captioning CE then SCST; grounding mixed then per dataset; VQA;
+# retrieval COCO and Flickr; NLVR2; SNLI-VE. A job starts from its `init` (a pretrain stage or
+# another job of the same model).
+
+
+def _finetune_job(wc):
+    return config["finetune"][wc.job].get("resources")
+
+
+rule finetune:
+    """DeepSpeed fine-tuning of one job; resumes from its last checkpoint."""
+    input:
+        data=lambda wc: dataset_inputs(config["finetune"][wc.job]["datasets"]),
+        init=lambda wc: ckpt(wc.model, config["finetune"][wc.job]["init"]),
+    output:
+        model=f"results/{RUN}/{{model}}/finetune/{{job}}/model.safetensors",
+        summary=f"results/{RUN}/{{model}}/finetune/{{job}}/summary.json",
+    params:
+        config=CONFIGFILE,
+        arch=lambda wc: MODELS[wc.model]["arch"],
+        task=lambda wc: config["finetune"][wc.job]["task"],
+        data=DATA_ROOT,
+        out=lambda wc: ckpt_dir(wc.model, wc.job),
+        launcher=launcher_of("finetune", _finetune_job),
+        mplug=MPLUG,
+        settings=lambda wc: settings_hash(
+            [mcfg.train_settings(config, "finetune", wc.job, wc.model),
+             config["finetune"][wc.job]["datasets"], mcfg.model_settings(config, wc.model)]
+        ),
+    log:
+        _log("finetune", "{model}", "{job}"),
+    benchmark:
+        f"logs/{RUN}/finetune/{{model}}/{{job}}.bench.tsv"
+    wildcard_constraints:
+        model=_alt(MODELS),
+        job=_alt(config["finetune"]),
+    threads: threads_of("finetune", _finetune_job)
+    resources:
+        **res_fn("finetune", _finetune_job),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} train finetune {params.task}"
+        " --config {params.config} --model {params.arch} --stage {wildcards.job}"
+        " --data {params.data} --init {input.init} --out {params.out} --resume latest"
+        " > {log} 2>&1"

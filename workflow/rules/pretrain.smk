@@ -1,0 +1,71 @@
+# Pretraining: 14M, then continued pretraining on 4M (section 5.1) - or, with
+# pretrained.source: official, the released checkpoints converted to the same paths.
+
+if not OFFICIAL:
+
+    def _pretrain_job(wc):
+        return config["pretrain"][wc.stage].get("resources")
+
+    rule pretrain:
+        """DeepSpeed pretraining (ITC+ITM+MLM+PrefixLM); resumes from its last checkpoint."""
+        input:
+            data=lambda wc: dataset_inputs(config["pretrain"][wc.stage]["datasets"]),
+            init=lambda wc: [pretrain_init(wc.model, wc.stage)]
+            if pretrain_init(wc.model, wc.stage)
+            else [],
+        output:
+            model=f"results/{RUN}/{{model}}/pretrain/{{stage}}/model.safetensors",
+            summary=f"results/{RUN}/{{model}}/pretrain/{{stage}}/summary.json",
+        params:
+            config=CONFIGFILE,
+            arch=lambda wc: MODELS[wc.model]["arch"],
+            data=DATA_ROOT,
+            out=lambda wc: ckpt_dir(wc.model, wc.stage),
+            init=lambda wc, input: f"--init {input.init[0]}" if input.init else "",
+            launcher=launcher_of("pretrain", _pretrain_job),
+            mplug=MPLUG,
+            settings=lambda wc: settings_hash(
+                [mcfg.train_settings(config, "pretrain", wc.stage, wc.model),
+                 mcfg.model_settings(config, wc.model)]
+            ),
+        log:
+            _log("pretrain", "{model}", "{stage}"),
+        benchmark:
+            f"logs/{RUN}/pretrain/{{model}}/{{stage}}.bench.tsv"
+        wildcard_constraints:
+            model=_alt(MODELS),
+            stage=_alt(config["pretrain"]),
+        threads: threads_of("pretrain", _pretrain_job)
+        resources:
+            **res_fn("pretrain", _pretrain_job),
+        conda:
+            "../../envs/train.yaml"
+        shell:
+            "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} train pretrain"
+            " --config {params.config} --model {params.arch} --stage {wildcards.stage}"
+            " --data {params.data} --out {params.out} {params.init} --resume latest"
+            " > {log} 2>&1"
+
+else:
+
+    rule convert_official:
+        """A released mPLUG checkpoint (.pth) -> our safetensors, at the pretrain stage's path."""
+        input:
+            lambda wc: config["pretrained"]["official"][wc.model][wc.stage],
+        output:
+            model=f"results/{RUN}/{{model}}/pretrain/{{stage}}/model.safetensors",
+        params:
+            arch=lambda wc: MODELS[wc.model]["arch"],
+            mplug=MPLUG,
+        log:
+            _log("convert_official", "{model}", "{stage}"),
+        wildcard_constraints:
+            model=_alt(MODELS),
+            stage=_alt(config["pretrain"]),
+        threads: threads_of("convert_official")
+        resources:
+            **res_fn("convert_official"),
+        conda:
+            "../../envs/train.yaml"
+        shell:
+            "{params.mplug} convert --model {params.arch} {input} {output.model} > {log} 2>&1"

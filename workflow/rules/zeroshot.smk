@@ -1,0 +1,39 @@
+# Zero-shot evaluation (section 5.4, Tables 7-10): image captioning on NoCaps and Flickr30K
+# retrieval without fine-tuning on the target, and every video task (MSRVTT retrieval and QA,
+# MSVD-QA, VATEX captioning). Same CLI as `evaluate`; jobs marked `zeroshot: true`.
+
+
+rule zeroshot:
+    """A pretrained or other-task checkpoint on a task it was not fine-tuned for."""
+    input:
+        ckpt=lambda wc: ckpt(wc.model, config["evaluate"][wc.job]["checkpoint"]),
+        data=lambda wc: dataset_inputs([config["evaluate"][wc.job]["dataset"]]),
+    output:
+        f"results/{RUN}/{{model}}/eval/{{job}}/{{split}}/metrics.json",
+    params:
+        config=CONFIGFILE,
+        arch=lambda wc: MODELS[wc.model]["arch"],
+        task=lambda wc: config["evaluate"][wc.job]["task"],
+        dataset=lambda wc: config["evaluate"][wc.job]["dataset"],
+        data=DATA_ROOT,
+        flags=lambda wc: eval_flags(wc.job, wc.model),
+        launcher=launcher_of("zeroshot", _eval_job),
+        mplug=MPLUG,
+    log:
+        _log("zeroshot", "{model}", "{job}", "{split}"),
+    benchmark:
+        f"logs/{RUN}/zeroshot/{{model}}/{{job}}/{{split}}.bench.tsv"
+    wildcard_constraints:
+        model=_alt(MODELS),
+        job=_alt(eval_job_names(zeroshot=True)),
+        split=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    threads: threads_of("zeroshot", _eval_job)
+    resources:
+        **res_fn("zeroshot", _eval_job),
+    conda:
+        "../../envs/eval.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} evaluate {params.task}"
+        " --config {params.config} --model {params.arch} --checkpoint {input.ckpt}"
+        " --data {params.data} --dataset {params.dataset} --split {wildcards.split}"
+        " --out {output} {params.flags} > {log} 2>&1"
