@@ -134,7 +134,7 @@ def beam_search(decoder: TextDecoder, encoder_states: torch.Tensor,
             for j in finished[i].nonzero().view(-1).tolist():
                 hyps[img].append((topk_scores[i, j], preds[i, j]))
             if end[i]:
-                best = sorted(hyps[img], key=lambda h: float(h[0]), reverse=True)
+                best = sorted(hyps[img], key=lambda h: float(h[0].detach()), reverse=True)
                 results[img] = best[:num_return]
         keep = (~end).nonzero().view(-1)
         if keep.numel() == 0:
