@@ -140,7 +140,7 @@ def _checksum_problem(path: Path, sha256: str | None, md5: str | None, progress:
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, md5: str | None = None,
              size: int | None = None, retries: int = 5, backoff: float = 1.0, max_backoff: float = 60.0,
              timeout: float = 60.0, progress: bool = True, lock: bool = True,
-             verify_existing: bool = True) -> Path:
+             verify_existing: bool = True, record: bool = True) -> Path:
     """Fetch `url` to `dest` and return `dest`.
 
     `sha256`/`md5`: pinned checksums; without `sha256` the one recorded in `<dest>.sha256` is used,
@@ -150,6 +150,7 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, md
     still finishes a large file). `backoff`: first wait in seconds, doubled per failure up to
     `max_backoff`. `timeout`: seconds of silence (connect or read) before an attempt fails.
     `verify_existing`: re-hash a `dest` that already exists instead of trusting it.
+    `record`: write `<dest>.sha256` after a first download without a pinned sha256.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +183,7 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, md
         with open(part, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(part, dest)
-        if not sha256 and expected_sha is None:
+        if record and not sha256 and expected_sha is None:
             atomic_write_text(record_path(dest), f"{actual}  {dest.name}\n")
             log.info("%s: recorded sha256 %s in %s", dest.name, actual, record_path(dest).name)
         return dest
@@ -354,8 +355,48 @@ def download_source(name: str, dest: str | os.PathLike, *, include_optional: boo
                 "manual": list(source.manual)}
     if source.webscale is not None:
         manifest["shards"] = _run_img2dataset(source, root, images=images, processes=processes, threads=threads)
+    if source.listed_images is not None and images:
+        manifest["listed_images"] = fetch_listed_images(source, root, retries=retries, backoff=backoff,
+                                                        timeout=timeout, progress=progress, workers=threads)
     atomic_write_json(root / "download.json", manifest)
     return manifest
+
+
+def fetch_listed_images(source, root: Path, *, retries: int = 2, backoff: float = 1.0, timeout: float = 30.0,
+                        progress: bool = True, workers: int = 16) -> dict:
+    """Fetch every image URL listed in an annotation file (NoCaps). Each image is an atomic,
+    retried download; failures are counted (and listed in the returned dict), not fatal: link rot
+    is expected and preprocess counts the missing images."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    spec = source.listed_images
+    ann = root / spec.annotation
+    try:
+        entries = json.loads(ann.read_text(encoding="utf-8"))["images"]
+        jobs = [(e[spec.url_key], root / spec.folder / Path(e[spec.name_key]).name) for e in entries]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DownloadError(f"{ann}: cannot list images ({type(err).__name__}: {err}); delete it and rerun") from None
+    (root / spec.folder).mkdir(parents=True, exist_ok=True)
+
+    def one(job):
+        url, dest = job
+        try:
+            download(url, dest, retries=retries, backoff=backoff, timeout=timeout, progress=False, lock=False,
+                     verify_existing=False, record=False)
+            return None
+        except DownloadError as err:
+            return f"{dest.name}: {err}"
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        errors = [e for e in tqdm(pool.map(one, jobs), total=len(jobs), desc=f"{source.name} images",
+                                  disable=not progress, mininterval=0.5) if e]
+    for e in errors[:10]:
+        log.warning("%s", e)
+    return {"listed": len(jobs), "obtained": len(jobs) - len(errors), "failed": len(errors),
+            "failures": errors[:1000]}
 
 
 def _run_img2dataset(source, root: Path, *, images: bool, processes: int, threads: int) -> str:

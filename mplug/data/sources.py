@@ -66,6 +66,16 @@ class WebscaleSpec:
 
 
 @dataclass(frozen=True)
+class ListedImages:
+    """Images fetched one by one from URLs inside an annotation file (NoCaps: Open Images URLs)."""
+
+    annotation: str  # file name in resources/<source>/
+    url_key: str  # key of each images[] entry holding the URL
+    name_key: str  # key holding the file name to save under `folder`
+    folder: str  # where the images go, relative to resources/<source>/
+
+
+@dataclass(frozen=True)
 class Source:
     name: str
     kind: Kind
@@ -75,6 +85,7 @@ class Source:
     manual: tuple[str, ...] = ()  # paths under resources/<name>/ the user must provide
     instructions: str = ""  # where to get the manual files
     webscale: WebscaleSpec | None = None
+    listed_images: ListedImages | None = None
     paper_counts: dict[str, int] = field(default_factory=dict)  # Table 12 / paper figures
 
 
@@ -172,12 +183,15 @@ _SOURCES: tuple[Source, ...] = (
                               ("Questions_Test", None), ("Annotations_Train", 21_708_861),
                               ("Annotations_Val", 10_518_930)))
            + (FileSpec("answer_list.json", f"{BLIP}/answer_list.json"),
+              # LXMERT's minival question ids: mPLUG validates on minival, trains on train + nominival
+              FileSpec("minival.json", "https://nlp.cs.unc.edu/data/lxmert_data/vqa/minival.json"),
               FileSpec("vg_qa.json", f"{BLIP}/vg_qa.json", optional=True))),
     Source("nocaps", "direct", "NoCaps validation captions (images: Open Images URLs in the JSON)",
            "Open Images CC BY 2.0 (mostly); annotation licence unverified",
            (FileSpec("nocaps_val_4500_captions.json", "https://nocaps.s3.amazonaws.com/nocaps_val_4500_captions.json"),
             FileSpec("nocaps_test_image_info.json", "https://s3.amazonaws.com/nocaps/nocaps_test_image_info.json",
-                     optional=True))),
+                     optional=True)),
+           listed_images=ListedImages("nocaps_val_4500_captions.json", "coco_url", "file_name", "images/val")),
     Source("flickr30k", "registration", "Flickr30K images + Karpathy split (dataset_flickr30k.json)",
            "non-commercial research terms (Illinois form); Flickr image copyrights",
            (FileSpec("caption_datasets.zip", KARPATHY_ZIP, extract=True),),

@@ -195,3 +195,19 @@ def test_fake_shards_are_read_and_counted(tmp_path):
         list(webshards.iter_shard_samples(shards))
     with pytest.raises(DataError, match="no webdataset shards"):
         webshards.list_shards(tmp_path / "empty")
+
+
+def test_listed_images_are_fetched_and_failures_counted(server, tmp_path, monkeypatch):
+    ann = {"images": [{"id": 0, "file_name": "a.jpg", "coco_url": f"{server.base}/files/a.jpg"},
+                      {"id": 1, "file_name": "b.jpg", "coco_url": f"{server.base}/files/gone.jpg"}]}
+    server.files["/files/ann.json"] = json.dumps(ann).encode()
+    server.files["/files/a.jpg"] = b"\xff\xd8image"
+    _register(monkeypatch, sources.Source("fakenocaps", "direct", "d", "CC BY", (
+        sources.FileSpec("ann.json", f"{server.base}/files/ann.json"),),
+        listed_images=sources.ListedImages("ann.json", "coco_url", "file_name", "images/val")))
+    manifest = dl.download_source("fakenocaps", tmp_path, retries=0, backoff=0.01, timeout=0.5, progress=False)
+    got = manifest["listed_images"]
+    assert (got["listed"], got["obtained"], got["failed"]) == (2, 1, 1) and "HTTP 404" in got["failures"][0]
+    folder = tmp_path / "fakenocaps/images/val"
+    assert sorted(p.name for p in folder.iterdir()) == ["a.jpg"]  # no .part, no .sha256 per image
+    assert (folder / "a.jpg").read_bytes() == b"\xff\xd8image"
