@@ -201,6 +201,20 @@ def keep(split: Split, rec: dict, media_ok: bool) -> None:
 
 # --------------------------------------------------------------------------------- registry + CLI
 
+# Output dataset -> the `mplug data download` sources its converter reads (for the workflow's
+# download -> preprocess dependencies). Optional extras are used when present: vg for VG-QA in
+# vqa, refcoco_plus for the VG eval-overlap filter in pretraining.
+PREPROCESS_SOURCES: dict[str, tuple[str, ...]] = {
+    "coco_caption": ("coco_karpathy", "coco"), "coco_retrieval": ("coco_karpathy", "coco"),
+    "flickr_retrieval": ("flickr30k",), "nocaps": ("nocaps",), "vqa": ("vqa_v2", "coco", "vg"),
+    "refcoco": ("refcoco", "coco"), "refcoco+": ("refcoco_plus", "coco"), "refcocog": ("refcocog", "coco"),
+    "nlvr2": ("nlvr2",), "snli_ve": ("albef_data", "flickr30k"),
+    "msrvtt_retrieval": ("msrvtt",), "msrvtt_qa": ("alpro_data", "msrvtt"), "msvd_qa": ("alpro_data", "msvd"),
+    "vatex_caption": ("vatex",),
+    "pretrain_4m": ("coco_karpathy", "coco", "vg", "sbu", "cc3m"),
+    "pretrain_14m": ("coco_karpathy", "coco", "vg", "sbu", "cc3m", "cc12m"),
+}
+
 def _converters() -> dict[str, Callable[[Ctx], dict]]:
     from mplug.data import preprocess_image as im
     from mplug.data import preprocess_pretrain as pt

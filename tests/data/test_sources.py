@@ -68,3 +68,12 @@ def test_web_scale_columns_follow_the_raw_tsv_order():
 def test_unknown_source_lists_known_names():
     with pytest.raises(DataError, match="unknown dataset 'cocoo'.*coco"):
         get_source("cocoo")
+
+
+def test_every_normalised_dataset_has_a_converter_and_known_sources():
+    from mplug.data import formats
+    from mplug.data.preprocess import PREPROCESS_SOURCES, _converters
+
+    assert set(_converters()) == set(formats.DATASETS) == set(PREPROCESS_SOURCES)
+    for dataset, needs in PREPROCESS_SOURCES.items():
+        assert needs and set(needs) <= set(SOURCES), dataset
