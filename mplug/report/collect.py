@@ -48,6 +48,15 @@ class RunContext:
         except ValueError:
             return str(path)
 
+    def resolve(self, rel: str, variant: str | None = None) -> Path:
+        """results/<run>/<rel>, or results/<run>/<model_key>/<rel> when the workflow nests results
+        per model (the folder named like the variant first, e.g. `large/`)."""
+        direct = self.results / rel
+        if direct.exists() or not self.results.is_dir():
+            return direct
+        nested = sorted(self.results.glob(f"*/{rel}"), key=lambda p: variant not in p.parts[-len(Path(rel).parts) - 1])
+        return nested[0] if nested else direct
+
     def load(self, path: Path) -> tuple[Any, str]:
         """(parsed JSON, "") or (None, reason). Cached: many cells share a file."""
         if path not in self._cache:
@@ -130,7 +139,7 @@ def metric_cell(ctx: RunContext, cell: mapping.CellMap, published: float | None)
     if cell.variant and not variant and cell.variant != "large":
         return Repro(NOT_RUN, reason=f"needs a mplug_{cell.variant} run; this run ({model}) "
                                      "fills the mPLUGViT-L row")
-    path = ctx.results / cell.path
+    path = ctx.resolve(cell.path, variant=cell.variant or variant)
     data, reason = ctx.load(path)
     src = ctx.rel(path)
     if data is None:

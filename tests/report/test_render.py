@@ -159,3 +159,11 @@ def test_columns_follow_the_paper_order(tmp_path):
     assert metrics[-10:] == ["B@4", "M", "C", "S", "B@4", "M", "C", "S", "C", "S"]
     html3 = (out / "tables/table03.html").read_text()
     assert html3.index("MSCOCO 5K test") < html3.index("Flickr30K 1K test")
+
+
+def test_results_nested_per_model_are_found(tmp_path):
+    results = tmp_path / "results" / "run1"
+    _metrics(results / "large/eval/nlvr2/dev/metrics.json", {"accuracy": 84.5})
+    _, out, _ = _report(tmp_path)
+    t5 = _csv(out, 5).set_index(["model", "setting"])
+    assert t5.loc[("mPLUG", "NLVR2 dev"), "status"] == "match"
