@@ -54,7 +54,9 @@ class RunContext:
         direct = self.results / rel
         if direct.exists() or not self.results.is_dir():
             return direct
-        nested = sorted(self.results.glob(f"*/{rel}"), key=lambda p: variant not in p.parts[-len(Path(rel).parts) - 1])
+        depth = len(Path(rel).parts) + 1  # the model-key folder's position from the end
+        nested = sorted(self.results.glob(f"*/{rel}"),
+                        key=lambda p: (p.parts[-depth] != variant, str(p)))
         return nested[0] if nested else direct
 
     def load(self, path: Path) -> tuple[Any, str]:
