@@ -351,11 +351,17 @@ def _device(name: str):
     return torch.device(name)
 
 
-def load_model(model_task: str, checkpoint: str | Path | None, settings: EvalSettings, device):
-    from mplug.models import build_model
+def load_model(model_task: str, checkpoint: str | Path | None, settings: EvalSettings, device,
+               vocab_size: int | None = None):
+    """Build `settings.model` for `model_task`; a tokenizer larger than the named config's
+    vocabulary (the synthetic world's) widens it, as training does."""
+    from mplug.models import build_model, get_config
     from mplug.models.loading import load_into, load_state_dict_safe
 
-    model = build_model(settings.model, model_task)
+    over = {}
+    if vocab_size and vocab_size > get_config(settings.model).text.vocab_size:
+        over["vocab_size"] = vocab_size
+    model = build_model(settings.model, model_task, **over)
     if checkpoint is not None:
         # Unexpected keys are fine (zero-shot from a pretrained or other-task checkpoint); a
         # missing weight is not, except momentum copies and queues, which inference never uses.
@@ -400,8 +406,9 @@ def evaluate(task: str, checkpoint: str | Path | None, data: str | Path, split: 
     if not records:
         raise DataError(f"{data_dir / f'{split}.jsonl'} has no records")
     device = _device(settings.device)
-    model = load_model(model_task, checkpoint, settings, device)
-    ctx = _Ctx(task, model, load_tokenizer(find_vocab(data_dir, tokenizer)), data_dir, records,
+    tok = load_tokenizer(find_vocab(data_dir, tokenizer))
+    model = load_model(model_task, checkpoint, settings, device, vocab_size=len(tok))
+    ctx = _Ctx(task, model, tok, data_dir, records,
                settings, device, settings.image_res or model.cfg.vision.image_res, split)
     log.info("evaluating %s on %s/%s (%d records) with %s", task, data_dir.name, split,
              len(records), settings.model)
