@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from mplug.errors import ConfigError
 
+PRECISIONS = ("bf16", "fp16", "fp32")
 _NEVER_PRINT = 10**9  # DeepSpeed prints its own step lines every `steps_per_print`; we log ourselves
 
 
@@ -21,7 +22,7 @@ class EngineConfig:
     """`train.engine` in the YAML."""
 
     zero_stage: int = 2
-    bf16: bool = True
+    precision: str = "bf16"  # bf16 (official) | fp16 (dynamic loss scaling) | fp32
     grad_clip: float = 1.0
     grad_accum: int = 1
     offload_optimizer: bool = False  # ZeRO-Offload of optimizer states to CPU (stage >= 1)
@@ -33,8 +34,8 @@ class EngineConfig:
 
     def validate(self, where: str = "train.engine") -> "EngineConfig":
         checks = [
-            (self.zero_stage in (0, 1, 2, 3), f"{where}.zero_stage={self.zero_stage!r}: use 0, 1, 2 or 3"),
-            (isinstance(self.bf16, bool), f"{where}.bf16={self.bf16!r}: use true or false"),
+            (self.zero_stage in (0, 1, 2, 3) and not isinstance(self.zero_stage, bool), f"{where}.zero_stage={self.zero_stage!r}: use 0, 1, 2 or 3"),
+            (self.precision in PRECISIONS, f"{where}.precision={self.precision!r}: use one of {PRECISIONS}"),
             (isinstance(self.grad_clip, (int, float)) and self.grad_clip >= 0,
              f"{where}.grad_clip={self.grad_clip!r}: must be a number >= 0 (0 disables clipping)"),
             (isinstance(self.grad_accum, int) and self.grad_accum >= 1,
@@ -82,8 +83,8 @@ def build_ds_config(engine: EngineConfig, micro_batch_size: int, world_size: int
         "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,
         "gradient_clipping": float(engine.grad_clip),
-        "bf16": {"enabled": engine.bf16},
-        "fp16": {"enabled": False},
+        "bf16": {"enabled": engine.precision == "bf16"},
+        "fp16": {"enabled": engine.precision == "fp16", "loss_scale": 0},  # 0 = dynamic
         "activation_checkpointing": {"partition_activations": engine.partition_activations,
                                      "contiguous_memory_optimization": False, "profile": False},
         "wall_clock_breakdown": False,

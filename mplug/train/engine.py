@@ -50,8 +50,9 @@ class EngineInfo:
 
 def build_engine(model: "torch.nn.Module", optim_cfg: OptimConfig, engine_cfg: EngineConfig,
                  micro_batch_size: int, steps_per_epoch: int, epochs: int,
-                 dist: DistEnv | None = None):
-    """Return `(engine, info)`. `steps_per_epoch` counts optimizer steps (after accumulation)."""
+                 dist: DistEnv | None = None, total_steps: int | None = None):
+    """Return `(engine, info)`. `steps_per_epoch` counts optimizer steps (after accumulation);
+    `total_steps` (default all epochs) is where the lr decay ends."""
     start = time.perf_counter()
     dist = init_process_group(dist)
     import deepspeed
@@ -63,15 +64,15 @@ def build_engine(model: "torch.nn.Module", optim_cfg: OptimConfig, engine_cfg: E
 
     accelerator = get_accelerator().device_name()
     ds_config = build_ds_config(engine_cfg, micro_batch_size, dist.world_size)
-    if accelerator == "cpu" and engine_cfg.bf16 and not _cpu_has_bf16():
+    if accelerator == "cpu" and engine_cfg.precision == "bf16" and not _cpu_has_bf16():
         log.warning("bf16 requested but this CPU has no native bf16 support; it will be slow")
     optimizer = build_optimizer(model, optim_cfg)
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, config=ds_config,
-        lr_scheduler=lambda opt: build_scheduler(opt, optim_cfg, steps_per_epoch, epochs))
+        lr_scheduler=lambda opt: build_scheduler(opt, optim_cfg, steps_per_epoch, epochs, total_steps))
     engine.checkpoint_engine = SafeTorchCheckpointEngine()
     info = EngineInfo(accelerator=accelerator, backend=torch.distributed.get_backend(),
-                      zero_stage=engine_cfg.zero_stage, precision="bf16" if engine_cfg.bf16 else "fp32",
+                      zero_stage=engine_cfg.zero_stage, precision=engine_cfg.precision,
                       world_size=dist.world_size, micro_batch_size=micro_batch_size,
                       grad_accum=engine_cfg.grad_accum,
                       init_seconds=round(time.perf_counter() - start, 3), ds_config=ds_config)
@@ -107,7 +108,9 @@ def to_device(batch: dict, device: "torch.device", dtype: "torch.dtype") -> dict
 def module_dtype(engine) -> "torch.dtype":
     import torch
 
-    return torch.bfloat16 if engine.bfloat16_enabled() else torch.float32
+    if engine.bfloat16_enabled():
+        return torch.bfloat16
+    return torch.float16 if engine.fp16_enabled() else torch.float32
 
 
 def export_state_dict(engine) -> dict:

@@ -5,10 +5,11 @@ whose name contains "visual_encoder" get `lr_vit` (the official `lr2`), all othe
 names containing "bias" or "LayerNorm.weight" get no weight decay. CLIP's own LayerNorms are
 named `ln_*`, so they DO get decay, as in the official code.
 
-Schedules (`schedule` option):
-* `step_cosine` (default; the paper, section 5.1): linear warm-up from `warmup_lr` to each
+Schedules (`schedule` option; YAML `train.scheduler`):
+* `cosine` (default; the paper, section 5.1): linear warm-up from `warmup_lr` to each
   group's peak over `warmup_steps` optimizer steps, then cosine decay to `min_lr` at the last
-  step. The lr changes every step.
+  step. The lr changes every step. `linear` decays linearly instead; `constant` holds the peak
+  after the warm-up.
 * `albef_epoch` (the official fine-tuning scripts, ALBEF scheme): timm's CosineLRScheduler over
   `epochs` "t" units with `warmup_epochs` warm-up units; during epoch 0 it is stepped to
   `t = i // 100` every 100 iterations while `i <= warmup_epochs * 100`, and at the start of
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 NO_DECAY = ("bias", "LayerNorm.weight")
 VIT_MARKER = "visual_encoder"
-SCHEDULES = ("step_cosine", "albef_epoch")
+SCHEDULES = ("cosine", "linear", "constant", "albef_epoch")
 ALBEF_STEP_SIZE = 100  # iterations per warm-up unit in the official scripts
 
 
@@ -45,7 +46,7 @@ class OptimConfig:
     min_lr: float = 1e-6
     warmup_steps: int = 1000  # step_cosine
     warmup_epochs: int = 0  # albef_epoch
-    schedule: str = "step_cosine"
+    schedule: str = "cosine"
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
 
@@ -94,12 +95,16 @@ def build_optimizer(model: "torch.nn.Module", cfg: OptimConfig) -> "torch.optim.
                              weight_decay=cfg.weight_decay)
 
 
-def step_cosine_lr(step: int, peak: float, cfg: OptimConfig, total_steps: int) -> float:
-    """lr at optimizer step `step` (0-based) of `total_steps`: linear warm-up, then cosine."""
+def step_lr(step: int, peak: float, cfg: OptimConfig, total_steps: int) -> float:
+    """lr at optimizer step `step` (0-based) of `total_steps`: linear warm-up, then the decay."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return cfg.warmup_lr + (peak - cfg.warmup_lr) * step / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return peak
     decay_steps = max(1, total_steps - cfg.warmup_steps - 1)
     progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)
+    if cfg.schedule == "linear":
+        return peak + (cfg.min_lr - peak) * progress
     return cfg.min_lr + 0.5 * (peak - cfg.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
@@ -123,18 +128,19 @@ def albef_epoch_lr(step: int, peak: float, cfg: OptimConfig, steps_per_epoch: in
 
 
 def build_scheduler(optimizer: "torch.optim.Optimizer", cfg: OptimConfig, steps_per_epoch: int,
-                    epochs: int):
-    """A per-step LambdaLR whose factor makes each group's lr the schedule's absolute value."""
+                    epochs: int, total_steps: int | None = None):
+    """A per-step LambdaLR whose factor makes each group's lr the schedule's absolute value.
+    The decay ends at `total_steps` (default `steps_per_epoch * epochs`)."""
     import torch
 
-    total = steps_per_epoch * epochs
+    total = total_steps or steps_per_epoch * epochs
 
     def factor_for(peak: float):
         def factor(step: int) -> float:
             if cfg.schedule == "albef_epoch":
                 lr = albef_epoch_lr(step, peak, cfg, steps_per_epoch, epochs)
             else:
-                lr = step_cosine_lr(step, peak, cfg, total)
+                lr = step_lr(step, peak, cfg, total)
             return lr / peak if peak > 0 else 0.0
         return factor
 

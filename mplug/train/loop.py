@@ -1,0 +1,337 @@
+"""The training loop: DeepSpeed steps, per-step logs, checkpoints, preemption, export.
+
+`fit(model, dataset, collate_fn, loop, optim, engine_cfg, out_dir, ...)` trains any model whose
+`forward(batch)` returns `{"loss": scalar, <component>: scalar...}` (or uses a recipe's
+`step_fn`). It writes under `out_dir`:
+  train_log.jsonl   one JSON object per optimizer step: step, epoch, every loss component, the
+                    lr of each parameter group, samples/s, memory
+  tensorboard/      the same scalars every `log_every` steps
+  checkpoints/      see checkpoint.py
+  model.safetensors final weights (incl. buffers such as ITC queues) for evaluation
+  summary.json      what ran (engine, steps, first/last losses, wall time, provenance)
+
+Preemption: SIGTERM or SIGUSR1 (SLURM sends one before killing a job) sets a flag; the current
+step finishes, every rank agrees, a checkpoint is written and `Preempted` (exit code 75,
+EX_TEMPFAIL) is raised. Rerunning the command with `--resume latest` continues from that step.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import resource
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from mplug.errors import ConfigError, MplugError
+from mplug.train import EXIT_PREEMPTED
+from mplug.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from mplug.train.deepspeed_config import EngineConfig
+from mplug.train.distributed import any_rank, barrier, detect
+from mplug.train.engine import build_engine, export_state_dict, module_dtype, to_device
+from mplug.train.optim import OptimConfig
+from mplug.train.sampler import BatchPlan
+from mplug.utils.io import atomic_write_json, atomic_write_text
+from mplug.utils.logging import get_logger
+
+log = get_logger("mplug.train")
+
+LOG_FILE = "train_log.jsonl"
+SUMMARY_FILE = "summary.json"
+MODEL_FILE = "model.safetensors"
+
+
+class Preempted(MplugError):
+    """SIGTERM/SIGUSR1 arrived: a checkpoint was written; rerun with `--resume latest`."""
+
+    exit_code = EXIT_PREEMPTED
+
+
+@dataclass
+class LoopConfig:
+    """Loop settings of one stage (from the YAML train section)."""
+
+    epochs: int
+    batch_size: int  # global, all ranks and accumulation steps together
+    max_steps: int | None = None  # stop early (smoke runs, tests); None = all epochs
+    seed: int = 42
+    log_every: int = 50
+    save_every: int = 0  # optimizer steps between checkpoints; 0 = at the end of each epoch only
+    keep_checkpoints: int = 2
+    num_workers: int = 0
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class StepContext:
+    """What a recipe's step function may need (e.g. ALBEF's alpha warm-up in epoch 0)."""
+
+    epoch: int
+    step: int  # optimizer steps done before this one
+    micro_in_epoch: int
+    micro_per_epoch: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+StepFn = Callable[[Any, dict, StepContext], dict]
+
+
+def default_step(engine, batch: dict, ctx: StepContext) -> dict:
+    return engine(batch)
+
+
+class _Preemption:
+    """Flag set by SIGTERM/SIGUSR1 while training; handlers restored afterwards."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_Preemption":
+        for sig in self.SIGNALS:
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002 - signal API
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _memory_mb() -> dict[str, float]:
+    import torch
+
+    out = {"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    if torch.cuda.is_available():
+        out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def _scalars(losses: dict) -> dict[str, float]:
+    import torch
+
+    out = {}
+    for key, value in losses.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            out[key] = float(value.detach().float().item())
+        elif isinstance(value, (int, float)):
+            out[key] = float(value)
+    return out
+
+
+def _truncate_log(path: Path, step: int) -> list[dict]:
+    """Keep log records up to `step` (a resumed run redoes the steps after its checkpoint)."""
+    if not path.is_file():
+        return []
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by SIGKILL
+            continue
+        if rec.get("step", math.inf) <= step:
+            kept.append(rec)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    return kept
+
+
+def _set_seed(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine_cfg: EngineConfig,
+        out_dir: str | os.PathLike, resume: str | None = None, step_fn: StepFn = default_step,
+        run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train; returns the summary (also written to OUT/summary.json). See the module doc."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dist = detect()
+    wall0 = time.perf_counter()
+    plan = BatchPlan(len(dataset), loop.batch_size, dist.world_size, engine_cfg.grad_accum,
+                     loop.seed)
+    total_steps = plan.steps_per_epoch * loop.epochs
+    if loop.max_steps:
+        total_steps = min(total_steps, loop.max_steps)
+    epochs = math.ceil(total_steps / plan.steps_per_epoch)
+    _set_seed(loop.seed + dist.rank)  # the training RNG stream (dropout, masking, negatives)
+    engine, info = build_engine(model, optim, engine_cfg, plan.micro_batch, plan.steps_per_epoch,
+                                loop.epochs, dist, total_steps=total_steps)
+    device, dtype = engine.device, module_dtype(engine)
+
+    state = {"epoch": 0, "micro_in_epoch": 0, "step": 0, "samples": 0, "seed": loop.seed}
+    ckpt = find_checkpoint(out, resume)
+    log_path = out / LOG_FILE
+    if ckpt is not None:
+        state.update(load_checkpoint(engine, ckpt, dist.rank))
+        if dist.is_main:
+            _truncate_log(log_path, state["step"])
+            log.info("resumed from %s: epoch %d, step %d", ckpt, state["epoch"], state["step"])
+    else:
+        if dist.is_main and log_path.exists():
+            log_path.unlink()  # a fresh run: no stale records from an earlier attempt
+        if resume == "latest" and dist.is_main:
+            log.info("--resume latest: no checkpoint under %s yet, starting from step 0", out)
+    barrier()
+
+    writer = None
+    if dist.is_main and loop.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard"))
+    jsonl = open(log_path, "a", encoding="utf-8") if dist.is_main else None
+
+    group_names = [g.get("name", str(i)) for i, g in enumerate(engine.optimizer.param_groups)]
+    first: dict[str, float] = {}
+    window: dict[str, list[float]] = {}
+    bar = None
+    if dist.is_main and loop.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step",
+                   dynamic_ncols=True)
+
+    def checkpoint_now() -> Path:
+        return save_checkpoint(engine, out, state["step"], dict(state, run=run_info or {}),
+                               rank=dist.rank, keep=loop.keep_checkpoints)
+
+    engine.train()
+    t_step = time.perf_counter()
+    preempted_by = None
+    try:
+        with _Preemption() as pre:
+            while state["step"] < total_steps and state["epoch"] < epochs:
+                epoch = state["epoch"]
+                batches = plan.epoch_batches(epoch, dist.rank)[state["micro_in_epoch"]:]
+                gen = torch.Generator().manual_seed(loop.seed * 7_919 + epoch * 104_729
+                                                    + state["micro_in_epoch"])
+                loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn,
+                                    num_workers=loop.num_workers, generator=gen,
+                                    persistent_workers=False)
+                acc: dict[str, float] = {}
+                for batch in loader:
+                    ctx = StepContext(epoch, state["step"], state["micro_in_epoch"],
+                                      plan.micro_batches_per_epoch)
+                    losses = step_fn(engine, to_device(batch, device, dtype), ctx)
+                    engine.backward(losses["loss"])
+                    engine.step()
+                    for k, v in _scalars(losses).items():
+                        acc[k] = acc.get(k, 0.0) + v / engine_cfg.grad_accum
+                    state["micro_in_epoch"] += 1
+                    if state["micro_in_epoch"] % engine_cfg.grad_accum:
+                        continue  # not an accumulation boundary: DeepSpeed did not step yet
+                    state["step"] += 1
+                    state["samples"] += loop.batch_size
+                    now = time.perf_counter()
+                    rec = {"step": state["step"], "epoch": epoch, **acc,
+                           **{f"lr_{n}": g["lr"] for n, g in zip(group_names, engine.optimizer.param_groups)},
+                           "samples_per_s": loop.batch_size / max(now - t_step, 1e-9), **_memory_mb()}
+                    t_step, acc = now, {}
+                    if dist.is_main:
+                        jsonl.write(json.dumps(rec) + "\n")
+                        jsonl.flush()
+                        for k in losses:
+                            if k in rec:
+                                first.setdefault(k, rec[k])
+                                window.setdefault(k, []).append(rec[k])
+                                del window[k][:-max(1, loop.log_every)]
+                        if writer and state["step"] % loop.log_every == 0:
+                            for k, v in rec.items():
+                                if k not in ("step", "epoch"):
+                                    writer.add_scalar(f"train/{k}", v, state["step"])
+                        if bar:
+                            bar.update(1)
+                            if state["step"] % loop.log_every == 0:
+                                bar.set_postfix(loss=f"{rec.get('loss', float('nan')):.4f}",
+                                                sps=f"{rec['samples_per_s']:.1f}")
+                    done = state["step"] >= total_steps
+                    if state["micro_in_epoch"] >= plan.micro_batches_per_epoch:
+                        state["epoch"], state["micro_in_epoch"] = epoch + 1, 0
+                    stop = any_rank(pre.signal is not None)
+                    if stop:
+                        preempted_by = pre.signal or signal.SIGTERM
+                        checkpoint_now()
+                        break
+                    end_of_epoch = state["micro_in_epoch"] == 0
+                    if not done and ((loop.save_every and state["step"] % loop.save_every == 0)
+                                     or (end_of_epoch and not loop.save_every)):
+                        checkpoint_now()
+                    if done:
+                        break
+                if preempted_by is not None:
+                    break
+    finally:
+        if bar:
+            bar.close()
+        if jsonl:
+            jsonl.close()
+        if writer:
+            writer.close()
+    if preempted_by is not None:
+        name = signal.Signals(preempted_by).name
+        raise Preempted(f"{name} received: stopped after step {state['step']} and wrote a "
+                        f"checkpoint under {out / 'checkpoints'}; rerun the same command with "
+                        f"--resume latest (exit code {EXIT_PREEMPTED} asks SLURM/Snakemake to requeue)")
+    return _finish(engine, info, out, state, first, window, wall0, dist, run_info, total_steps)
+
+
+def _finish(engine, info, out: Path, state, first, window, wall0, dist, run_info, total_steps):
+    from mplug.models.loading import save_state_dict
+    from mplug.utils.provenance import provenance
+
+    weights = export_state_dict(engine)  # every rank takes part (ZeRO-3 gathers)
+    summary = {
+        "status": "complete", "steps": state["step"], "total_steps": total_steps,
+        "epochs_done": state["epoch"], "samples": state["samples"],
+        "wall_seconds": round(time.perf_counter() - wall0, 2), "engine": info.to_dict(),
+        "first_losses": first,
+        "last_losses": {k: sum(v) / len(v) for k, v in window.items() if v},
+        "run": run_info or {}, "model_file": MODEL_FILE, "log_file": LOG_FILE,
+    }
+    if dist.is_main:
+        save_state_dict(weights, out / MODEL_FILE, metadata={"steps": str(state["step"])})
+        summary["provenance"] = provenance(config=run_info or {}, checkpoint=out / MODEL_FILE)
+        atomic_write_json(out / SUMMARY_FILE, summary)
+        log.info("done: %d steps in %.1f s; last losses %s; weights %s", state["step"],
+                 summary["wall_seconds"],
+                 ", ".join(f"{k}={v:.4f}" for k, v in summary["last_losses"].items()), out / MODEL_FILE)
+    barrier()
+    return summary
+
+
+def require_positive(value: Any, key: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key}={value!r}: must be an integer >= 1")
+    return value
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Limit intra-op threads (CPU runs share cores)."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
