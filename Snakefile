@@ -4,6 +4,7 @@
 # Targets: all, report, table01 ... table12, figures. Rules are thin: each calls one `mplug` verb
 # (docs/architecture.md, "CLI contract"); outputs land in data/RUN, results/RUN, reports/RUN and
 # logs in logs/RUN/<rule>/. Run from the repository root.
+import os
 import sys
 from pathlib import Path
 
@@ -25,7 +26,14 @@ if len(workflow.overwrite_configfiles) > 1:
                      + ", ".join(map(str, workflow.overwrite_configfiles)))
 CONFIGFILE = str(workflow.overwrite_configfiles[0]) if workflow.overwrite_configfiles \
     else "config/config.yaml"
+if os.path.abspath(CONFIGFILE).startswith(os.getcwd() + os.sep):
+    CONFIGFILE = os.path.relpath(CONFIGFILE)  # shorter command lines and logs
 
+# mplug's validator first: one short message naming each bad key (path and line); then
+# Snakemake's own validation against the same schema file.
+from mplug.config import validate_config
+
+validate_config(config, source=CONFIGFILE, text=Path(CONFIGFILE).read_text(encoding="utf-8"))
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -2,10 +2,6 @@
 # paths (generate, retrieval). They measure the hardware they run on.
 
 
-def _bench_job(wc):
-    return config["bench"][wc.bench].get("resources")
-
-
 rule bench:
     """`mplug bench NAME` -> results/RUN/bench/NAME.json."""
     output:

@@ -2,6 +2,7 @@
 # the launcher for multi-GPU rules and the table -> inputs map. Plain Python; no rules here.
 import hashlib
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -35,7 +36,7 @@ def _alt(names):
 
 
 def _log(rule_name, *parts):
-    return f"logs/{RUN}/{rule_name}/" + "/".join(parts) + ".log"
+    return os.path.join("logs", RUN, rule_name, *parts[:-1], parts[-1] + ".log")
 
 
 # ------------------------------------------------------------------------------ data
@@ -235,6 +236,18 @@ def eval_flags(job, model):
     if config.get("tokenizer"):
         flags.extend(["--tokenizer", shlex.quote(config["tokenizer"])])
     return " ".join(flags)
+
+
+def _pretrain_job(wc):
+    return config["pretrain"][wc.stage].get("resources")
+
+
+def _finetune_job(wc):
+    return config["finetune"][wc.job].get("resources")
+
+
+def _bench_job(wc):
+    return config["bench"][wc.bench].get("resources")
 
 
 def _eval_job(wc):

@@ -11,7 +11,7 @@ if SYNTH:
         output:
             mcfg.synth_manifest(config),
         params:
-            out=DATA_ROOT,
+            out=lambda wc, output: os.path.dirname(output[0]),
             seed=config["data"]["synth"]["seed"],
             scale=config["data"]["synth"]["scale"],
             mplug=MPLUG,

@@ -3,10 +3,6 @@
 # another job of the same model).
 
 
-def _finetune_job(wc):
-    return config["finetune"][wc.job].get("resources")
-
-
 rule finetune:
     """DeepSpeed fine-tuning of one job; resumes from its last checkpoint."""
     input:

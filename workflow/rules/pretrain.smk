@@ -3,9 +3,6 @@
 
 if not OFFICIAL:
 
-    def _pretrain_job(wc):
-        return config["pretrain"][wc.stage].get("resources")
-
     rule pretrain:
         """DeepSpeed pretraining (ITC+ITM+MLM+PrefixLM); resumes from its last checkpoint."""
         input:

@@ -11,7 +11,7 @@ rule report:
         config=CONFIGFILE,
         results=f"results/{RUN}",
         data=DATA_ROOT,
-        out=f"reports/{RUN}",
+        out=lambda wc, output: os.path.dirname(output[0]),
         extra=("--smoke" if SYNTH else "")
         + (f" --tolerance {config['report']['tolerance']}" if "tolerance" in config["report"]
            else ""),
