@@ -1,8 +1,11 @@
 """`mplug evaluate TASK --checkpoint CKPT --data DIR --split SPLIT --out FILE.json`.
 
 Settings come from (lowest to highest): the official defaults (mplug.eval.run.EvalSettings), the
-run config's `model` (a named model config) and `eval:` mapping (EvalSettings field names, for
-all tasks, or per task under `eval: {<task>: {...}}`), then the command-line options.
+run config (config/*.yaml: the model's `arch` under `models:` when there is one model, and the
+`generation:` block of the `evaluate:` entry named by --eval-name, default: the entry named like
+TASK, else the only entry with that task), then the command-line options.
+Generation keys understood: beam_size, min_length, max_length, prompt, batch_size, k_test,
+num_frames, rank_k. `length_penalty` is the models' fixed GNMT 0.6 and is not re-settable here.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", required=True, help="split name (<split>.jsonl)")
     parser.add_argument("--out", required=True, help="metrics JSON to write; predictions go "
                         "next to it as <stem>.predictions.json")
+    parser.add_argument("--eval-name", help="the config's `evaluate:` entry to take settings from")
     parser.add_argument("--model", help="named model config (default: config `model`, else mplug_base)")
     parser.add_argument("--tokenizer", help="vocab.txt or tokenizer folder (default: vocab.txt "
                         "found in the dataset folder or its parents)")
@@ -70,18 +74,27 @@ def settings_from(args: argparse.Namespace, cfg: dict):
     from mplug.errors import ConfigError
 
     s = EvalSettings.paper_caption() if args.paper_decoding else EvalSettings()
-    model = cfg.get("model")
-    if isinstance(model, dict):
-        model = model.get("name")
-    if isinstance(model, str):
-        s = s.replace(model=model)
-    ev = cfg.get("eval") or {}
-    if not isinstance(ev, dict):
-        raise ConfigError(f"{args.config}: `eval` must be a mapping of evaluation settings")
-    fields = set(s.__dataclass_fields__)
-    s = s.replace(**{k: v for k, v in ev.items() if k in fields})
-    if isinstance(ev.get(args.task), dict):
-        s = s.replace(**ev[args.task])
+    models = cfg.get("models") or {}
+    if isinstance(models, dict) and len(models) == 1:
+        (name, m), = models.items()
+        s = s.replace(model=(m or {}).get("arch", name) if isinstance(m, dict) else name)
+    entry = _eval_entry(cfg, args)
+    gen = dict(entry.get("generation") or {})
+    over_cfg = {"batch_size": gen.get("batch_size"), "k_test": gen.get("k_test"),
+                "rank_k": gen.get("rank_k")}
+    prefix_cfg = {"vqa": "vqa", "video_caption": "video_caption", "caption": "caption",
+                  "nocaps": "caption"}.get(args.task)
+    if prefix_cfg:
+        over_cfg.update({f"{prefix_cfg}_beam": gen.get("beam_size"),
+                         f"{prefix_cfg}_min_length": gen.get("min_length"),
+                         f"{prefix_cfg}_max_length": gen.get("max_length")})
+    if "prompt" in gen and args.task in ("caption", "nocaps", "video_caption"):
+        over_cfg[{"caption": "caption_prompt", "nocaps": "nocaps_prompt",
+                  "video_caption": "video_caption_prompt"}[args.task]] = gen["prompt"]
+    if "num_frames" in gen:
+        over_cfg[{"video_retrieval": "frames_retrieval", "video_caption": "frames_caption"}.get(
+            args.task, "frames_qa")] = gen["num_frames"]
+    s = s.replace(**{k: v for k, v in over_cfg.items() if v is not None})
     prefix = {"vqa": "vqa", "video_caption": "video_caption", "caption": "caption",
               "nocaps": "caption"}.get(args.task)
     over = {"model": args.model, "batch_size": args.batch_size, "device": args.device,
@@ -104,6 +117,23 @@ def settings_from(args: argparse.Namespace, cfg: dict):
             raise ConfigError(f"--frames applies to video tasks, not {args.task}")
         over[key] = args.frames
     return s.replace(**{k: v for k, v in over.items() if v is not None})
+
+
+def _eval_entry(cfg: dict, args: argparse.Namespace) -> dict:
+    from mplug.errors import ConfigError
+
+    entries = cfg.get("evaluate") or {}
+    if not isinstance(entries, dict):
+        return {}
+    if args.eval_name:
+        if args.eval_name not in entries:
+            raise ConfigError(f"{args.config}: no evaluate entry {args.eval_name!r}; have "
+                              f"{', '.join(entries)}")
+        return entries[args.eval_name] or {}
+    if isinstance(entries.get(args.task), dict):
+        return entries[args.task]
+    same = [e for e in entries.values() if isinstance(e, dict) and e.get("task") == args.task]
+    return same[0] if len(same) == 1 else {}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -102,3 +102,31 @@ def test_wrong_checkpoint_is_a_clear_error(world, tmp_path, capsys):
     rc, cap = _run(["vqa", "--data", str(tmp_path), "--split", "val", "--out",
                     str(tmp_path / "m.json")], capsys)
     assert rc == 2 and "val.jsonl" in cap.err
+
+
+def test_settings_from_run_config(tmp_path):
+    import argparse
+
+    from mplug.commands.evaluate import _load_config, register, settings_from
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models: {m: {arch: mplug_tiny}}\nevaluate:\n"
+                   "  nocaps_zs: {task: nocaps, generation: {beam_size: 3, max_length: 12, "
+                   "prompt: 'a photo of', batch_size: 8}}\n"
+                   "  video_retrieval: {task: video_retrieval, generation: {k_test: 16, num_frames: 4}}\n")
+    p = argparse.ArgumentParser()
+    register(p)
+    base = ["--data", "x", "--split", "val", "--out", "o", "--config", str(cfg)]
+    raw = {"models": {"m": {"arch": "mplug_tiny"}}, "evaluate": {
+        "nocaps_zs": {"task": "nocaps", "generation": {"beam_size": 3, "max_length": 12,
+                                                       "prompt": "a photo of", "batch_size": 8}},
+        "video_retrieval": {"task": "video_retrieval",
+                            "generation": {"k_test": 16, "num_frames": 4}}}}
+    a = p.parse_args(["nocaps", *base, "--max-length", "9"])
+    s = settings_from(a, raw)
+    assert (s.model, s.caption_beam, s.caption_max_length, s.nocaps_prompt, s.batch_size) == \
+        ("mplug_tiny", 3, 9, "a photo of", 8)  # only nocaps_zs has task nocaps; CLI wins
+    s = settings_from(p.parse_args(["video_retrieval", *base]), raw)
+    assert (s.k_test, s.frames_retrieval) == (16, 4)
+    s = settings_from(p.parse_args(["vqa", *base]), {})
+    assert (s.vqa_beam, s.vqa_max_length, s.vqa_min_length) == (5, 10, 1)  # official defaults
