@@ -140,6 +140,43 @@ class ContrastiveMixin(H.MomentumMixin):
         _, t = self.fuse(image_embeds, image_mask, text_embeds, text_mask)
         return self.itm_head(t[:, 0])[:, 1]
 
+    @torch.no_grad()
+    def itm_scores_cached(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor,
+                          text_mask: torch.Tensor, image_mask: torch.Tensor | None = None,
+                          image_index: torch.Tensor | None = None,
+                          chunk: int | None = None) -> torch.Tensor:
+        """Fast ITM rerank: the same scores as `itm_scores`, for pairs that share images.
+
+        image_embeds (I, N, D) holds each image ONCE; text_embeds (P, L, D), text_mask (P, L);
+        image_index (P,) long = the image row of each pair (default: all 0 when I == 1, else
+        arange(P)). Each image's cross-attention K/V is projected once per fusion layer up to
+        the first layer that changes the visual tokens (all six layers for mplug_large, three
+        for mplug_base) and reused by every candidate text; `chunk` pairs go through the fusion
+        at a time (default: all). Returns the ITM logit of class 1, (P,)."""
+        p, i_count = text_embeds.size(0), image_embeds.size(0)
+        if image_index is None:
+            if i_count not in (1, p):
+                raise ValueError(f"image_index is needed for {i_count} images and {p} texts")
+            image_index = None if i_count == 1 else torch.arange(p, device=image_embeds.device)
+        if image_mask is None:
+            image_mask = torch.ones(image_embeds.shape[:2], dtype=torch.long, device=image_embeds.device)
+        kv_img = self.fusion_encoder.project_cross_kv(image_embeds)  # per layer [(k, v) (I,H,N,d)]
+
+        def rows(x: torch.Tensor, sl: slice) -> torch.Tensor:
+            if image_index is None:  # one image: broadcast views, no copies
+                return x.expand(sl.stop - sl.start, *x.shape[1:])
+            return x[image_index[sl]]
+
+        step = chunk or p
+        out = []
+        for a in range(0, p, step):
+            sl = slice(a, min(a + step, p))
+            kv = [[(rows(k, sl), rows(v, sl)) for k, v in layer] for layer in kv_img]
+            _, t = self.fuse(rows(image_embeds, sl), rows(image_mask, sl), text_embeds[sl],
+                             text_mask[sl], cross_kv=kv)
+            out.append(self.itm_head(t[:, 0])[:, 1])
+        return torch.cat(out) if out else text_embeds.new_zeros(0)
+
     # ------------------------------------------------------------------ losses
     def contrastive_losses(self, image: torch.Tensor, ids: torch.Tensor, v: torch.Tensor,
                            v_mask: torch.Tensor, t: torch.Tensor, t_mask: torch.Tensor,
