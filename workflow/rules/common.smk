@@ -71,6 +71,20 @@ def pretrain_init(model, stage):
     return ckpt(model, stages[i - 1]) if i > 0 else None
 
 
+def scratch_init_flags(model, stage):
+    """`--clip/--bert` for a first pretrain stage when both weights are present on disk (the
+    trainer then starts from CLIP-ViT + BERT-base, as the paper; otherwise from random init,
+    which its log states)."""
+    if pretrain_init(model, stage):
+        return ""
+    init = config["pretrained"].get("init", {})
+    clip = init.get("clip", {}).get(config["models"][model]["arch"])
+    bert = init.get("bert")
+    if clip and bert and Path(clip).exists() and Path(bert).exists():
+        return f"--clip {shlex.quote(clip)} --bert {shlex.quote(bert)}"
+    return ""
+
+
 def settings_hash(obj):
     """Short digest of resolved settings: a rule reruns when its own settings change
     (Snakemake's `params` rerun trigger), not when an unrelated key does."""

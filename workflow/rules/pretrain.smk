@@ -18,7 +18,8 @@ if not OFFICIAL:
             arch=lambda wc: MODELS[wc.model]["arch"],
             data=DATA_ROOT,
             out=lambda wc: ckpt_dir(wc.model, wc.stage),
-            init=lambda wc, input: f"--init {input.init[0]}" if input.init else "",
+            init=lambda wc, input: f"--init {input.init[0]}" if input.init
+            else scratch_init_flags(wc.model, wc.stage),
             launcher=launcher_of("pretrain", _pretrain_job),
             mplug=MPLUG,
             settings=lambda wc: settings_hash(
