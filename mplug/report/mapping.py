@@ -189,9 +189,28 @@ LOG_DIR = "logs"
 
 
 def log_path_for(rel: str | Path, run_dir: str | Path) -> Path:
-    """Where the rule writing `rel` (a path relative to results/<run>/) keeps its log."""
+    """Where the rule writing `rel` (a path relative to results/<run>/) keeps its log.
+
+    The workflow logs to `logs/<run>/<rule>/<model>/<job>[/<split>].log` (`_log` in
+    workflow/rules/common.smk): an evaluation's rule is `evaluate` or `zeroshot` and its model key
+    is not in `rel`, so existing logs of that shape are looked for first; otherwise the path
+    mirrors `rel` under logs/<run>/."""
+    import glob
+
     run_dir = Path(run_dir)
-    return run_dir.parent.parent / LOG_DIR / run_dir.name / Path(rel).with_suffix(".log")
+    logs = run_dir.parent.parent / LOG_DIR / run_dir.name
+    parts = Path(rel).parts
+    if len(parts) > 1 and parts[0] not in ("eval", "finetune", "pretrain", "bench"):
+        parts = parts[1:]  # results nested under a model-key folder
+    pattern = None
+    if parts[0] == "eval" and len(parts) >= 3:
+        pattern = f"*/*/{glob.escape(parts[1])}/{glob.escape(parts[2])}.log"
+    elif parts[0] in ("finetune", "pretrain") and len(parts) >= 2:
+        pattern = f"{parts[0]}/*/{glob.escape(parts[1])}.log"
+    elif parts[0] == "bench" and len(parts) == 2:
+        pattern = f"bench/{glob.escape(Path(parts[1]).stem)}.log"
+    found = sorted(logs.glob(pattern)) if pattern and logs.is_dir() else []
+    return found[0] if found else logs / Path(rel).with_suffix(".log")
 
 
 def data_dir_for(run_dir: str | Path) -> Path:
