@@ -16,7 +16,7 @@ $(STAMP): requirements/lock.txt pyproject.toml
 setup: $(STAMP)
 
 smoke: $(STAMP)
-	.venv/bin/snakemake --profile profiles/smoke --configfile $(SMOKE_CONFIG) all
+	.venv/bin/snakemake all --profile profiles/smoke --configfile $(SMOKE_CONFIG)
 	@echo "report: reports/smoke/report.html"
 
 test: $(STAMP)
