@@ -67,6 +67,7 @@ def build_engine(model: "torch.nn.Module", optim_cfg: OptimConfig, engine_cfg: E
     if accelerator == "cpu" and engine_cfg.precision == "bf16" and not _cpu_has_bf16():
         log.warning("bf16 requested but this CPU has no native bf16 support; it will be slow")
     optimizer = build_optimizer(model, optim_cfg)
+    _patch_zero_dim_broadcast()
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, config=ds_config,
         lr_scheduler=lambda opt: build_scheduler(opt, optim_cfg, steps_per_epoch, epochs, total_steps))
@@ -79,6 +80,30 @@ def build_engine(model: "torch.nn.Module", optim_cfg: OptimConfig, engine_cfg: E
     if dist.is_main:
         log.info("%s; engine built in %.1f s", info.describe(), info.init_seconds)
     return engine, info
+
+
+def _patch_zero_dim_broadcast() -> None:
+    """DeepSpeed 0.19.8 `_broadcast_model` does `p.data.view(torch.uint8)`, which fails for a 0-dim
+    parameter (our ITC `temp`, shape () as in the official checkpoints). Give such parameters a
+    1-element view for the broadcast only, then restore their shape (same storage throughout)."""
+    from deepspeed.runtime.engine import DeepSpeedEngine
+
+    original = DeepSpeedEngine._broadcast_model
+    if getattr(original, "_mplug_patched", False):
+        return
+
+    def _broadcast_model(self):
+        zero_dim = [p for p in self.module.parameters() if p.dim() == 0]
+        for p in zero_dim:
+            p.data = p.data.view(1)
+        try:
+            original(self)
+        finally:
+            for p in zero_dim:
+                p.data = p.data.view(())
+
+    _broadcast_model._mplug_patched = True
+    DeepSpeedEngine._broadcast_model = _broadcast_model
 
 
 def _cpu_has_bf16() -> bool:

@@ -144,6 +144,29 @@ def _truncate_log(path: Path, step: int) -> list[dict]:
     return kept
 
 
+def _stream(dataset, collate_fn, plan: BatchPlan, loop: LoopConfig, epoch: int, dist, skip: int):
+    """Micro batches of an IterableDataset (webdataset shards): its own order, every
+    world-th batch to this rank, `plan.micro_batches_per_epoch` of them. Resuming mid-epoch
+    re-reads and drops the first `skip` batches; the RNG draws their transforms make are undone
+    so that the resumed run continues with exactly the checkpoint's RNG state."""
+    import itertools
+
+    from torch.utils.data import DataLoader
+
+    from mplug.train.checkpoint import capture_rng, restore_rng
+
+    loader = DataLoader(dataset, batch_size=plan.micro_batch, drop_last=True, collate_fn=collate_fn,
+                        num_workers=loop.num_workers)
+    mine = (b for i, b in enumerate(loader) if i % dist.world_size == dist.rank)
+    mine = itertools.islice(mine, plan.micro_batches_per_epoch)
+    if skip:
+        rng = capture_rng()
+        for _ in itertools.islice(mine, skip):
+            pass
+        restore_rng(rng)
+    return mine
+
+
 def _set_seed(seed: int) -> None:
     import random
 
@@ -213,6 +236,7 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
         return save_checkpoint(engine, out, state["step"], dict(state, run=run_info or {}),
                                rank=dist.rank, keep=loop.keep_checkpoints)
 
+    streaming = isinstance(dataset, torch.utils.data.IterableDataset)
     engine.train()
     t_step = time.perf_counter()
     preempted_by = None
@@ -220,12 +244,16 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
         with _Preemption() as pre:
             while state["step"] < total_steps and state["epoch"] < epochs:
                 epoch = state["epoch"]
-                batches = plan.epoch_batches(epoch, dist.rank)[state["micro_in_epoch"]:]
                 gen = torch.Generator().manual_seed(loop.seed * 7_919 + epoch * 104_729
                                                     + state["micro_in_epoch"])
-                loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn,
-                                    num_workers=loop.num_workers, generator=gen,
-                                    persistent_workers=False)
+                if streaming:
+                    loader = _stream(dataset, collate_fn, plan, loop, epoch, dist,
+                                     state["micro_in_epoch"])
+                else:
+                    batches = plan.epoch_batches(epoch, dist.rank)[state["micro_in_epoch"]:]
+                    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn,
+                                        num_workers=loop.num_workers, generator=gen,
+                                        persistent_workers=False)
                 acc: dict[str, float] = {}
                 for batch in loader:
                     ctx = StepContext(epoch, state["step"], state["micro_in_epoch"],
@@ -278,6 +306,9 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
                         break
                 if preempted_by is not None:
                     break
+                if state["epoch"] == epoch and state["micro_in_epoch"] > 0:
+                    # a stream that ran short (bad samples skipped): the epoch is over
+                    state["epoch"], state["micro_in_epoch"] = epoch + 1, 0
     finally:
         if bar:
             bar.close()

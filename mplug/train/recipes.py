@@ -1,0 +1,258 @@
+"""Per-task training recipes: which model, which data, which step.
+
+| CLI task | model task | data (folders from the stage's `datasets`, else the default) | step |
+|---|---|---|---|
+| pretrain | pretrain | pretrain_14m / pretrain_4m, split train | ITC+ITM+MLM+PrefixLM, alpha ramp |
+| vqa | vqa | vqa: train (+ vg_qa, weight 0.5) | weighted answer CE |
+| caption | caption | coco_caption train (image, caption) pairs | CE; SCST when `scst` is set |
+| retrieval_coco / _flickr | retrieval | coco_retrieval / flickr_retrieval train | ITC+ITM, alpha ramp |
+| grounding | grounding | refcoco, refcoco+, refcocog (mixed) or one of them | coordinate-token loss |
+| nlvr2 | nlvr2 | nlvr2 train | 2-way CE |
+| snli_ve | snli_ve | snli_ve train | 3-way CE |
+
+Alpha ramp (ALBEF/mPLUG pretraining and retrieval): in epoch 0 the distillation weight grows
+linearly, `alpha * min(1, i / len(loader))`; later epochs use `alpha`.
+
+VQA training data: the official scripts train on train + nominival + VG-QA + minival. Our data
+folders hold train (train + nominival) and vg_qa; `val` (minival) is left out by default because
+the smoke run evaluates on it (VQA_TRAIN_SPLITS).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from mplug.errors import CheckpointError, ConfigError, DataError
+from mplug.train.loop import StepContext
+from mplug.train.settings import TrainSettings
+from mplug.utils.logging import get_logger
+
+log = get_logger("mplug.train.recipes")
+
+FINETUNE_TASKS = ("vqa", "caption", "retrieval_coco", "retrieval_flickr", "grounding", "nlvr2", "snli_ve")
+PRETRAIN_STAGES = ("pretrain_14m", "pretrain_4m")
+MODEL_TASK = {"pretrain": "pretrain", "vqa": "vqa", "caption": "caption", "retrieval_coco": "retrieval",
+              "retrieval_flickr": "retrieval", "grounding": "grounding", "nlvr2": "nlvr2",
+              "snli_ve": "snli_ve"}
+# data task names of mplug.data.build_dataset
+DATA_TASK = {"pretrain": "pretrain", "vqa": "vqa", "caption": "caption", "retrieval_coco": "retrieval_coco",
+             "retrieval_flickr": "retrieval_flickr", "grounding": "grounding", "nlvr2": "nlvr2",
+             "snli_ve": "snli_ve"}
+OBJECTIVES = {"pretrain": {"itc", "itm", "mlm", "prefix_lm"}, "retrieval": {"itc", "itm"}}
+VQA_TRAIN_SPLITS = ("train",)  # + vg_qa through the dataset's include_vg
+
+
+@dataclass
+class Recipe:
+    task: str
+    model_task: str
+    step_fn: Callable
+    datasets: list[str]
+
+
+# ----------------------------------------------------------------------------- steps
+def alpha_at(alpha: float, ctx: StepContext) -> float:
+    """ALBEF's distillation warm-up over the first epoch."""
+    if ctx.epoch > 0:
+        return alpha
+    return alpha * min(1.0, ctx.micro_in_epoch / max(1, ctx.micro_per_epoch))
+
+
+def contrastive_step(alpha: float):
+    def step(engine, batch, ctx):
+        return engine(batch, alpha=alpha_at(alpha, ctx))
+    return step
+
+
+def plain_step(engine, batch, ctx):
+    return engine(batch)
+
+
+def scst_step(tokenizer, reward, scst: dict[str, Any]):
+    """Self-critical sequence training (official caption_mplug_scst.py, official-mplug.md 3.2).
+
+    K = beam_size hypotheses per image by beam search; reward r = CIDEr of each against all the
+    image's references; baseline b = mean reward of the K beams of that image; score = summed
+    log-probability / number of tokens (incl. [CLS]); loss = -mean(score * (r - b)).
+    The official code backpropagates through beam search itself; here the K hypotheses are
+    decoded without gradient and rescored by a teacher-forced decoder pass, which gives the same
+    log-probabilities (and gradients) for those sequences without the length penalty's ranking.
+    `baseline: greedy` uses the reward of the greedy caption instead (Rennie et al.).
+    """
+    import torch
+
+    k = int(scst.get("beam_size", 5))
+    min_len, max_len = int(scst.get("min_length", 8)), int(scst.get("max_length", 25))
+    baseline_kind = scst.get("baseline", "beam_mean")
+
+    def step(engine, batch, ctx):
+        model = engine.module
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            ids, _ = model.generate(batch, beam_size=k, num_return=k, min_length=min_len,
+                                    max_length=max_len)  # (B, K, T)
+            greedy_ids = None
+            if baseline_kind == "greedy":
+                greedy_ids, _ = model.generate(batch, beam_size=1, num_return=1,
+                                               min_length=min_len, max_length=max_len)
+        model.train(was_training)
+        b, kk, t = ids.shape
+        flat = ids.reshape(b * kk, t)
+        texts = tokenizer.batch_decode(flat.tolist(), skip_special_tokens=True)
+        image_ids = [m["image_id"] for m in batch["meta"] for _ in range(kk)]
+        r = torch.tensor(reward(texts, image_ids), dtype=torch.float32, device=ids.device).view(b, kk)
+        if greedy_ids is not None:
+            g_texts = tokenizer.batch_decode(greedy_ids[:, 0].tolist(), skip_special_tokens=True)
+            base = torch.tensor(reward(g_texts, [m["image_id"] for m in batch["meta"]]),
+                                dtype=torch.float32, device=ids.device).view(b, 1)
+        else:
+            base = r.mean(dim=1, keepdim=True)
+        cfg = model.cfg
+        seq = torch.cat([torch.full((b * kk, 1), cfg.bos_token_id, dtype=flat.dtype, device=flat.device),
+                         flat], dim=1)  # (BK, T+1): [CLS] hypothesis [SEP] pad...
+        # real tokens: up to and including the first [SEP]
+        is_eos = (seq == cfg.eos_token_id).long()
+        after_eos = (is_eos.cumsum(1) - is_eos) > 0
+        mask = ((seq != cfg.text.pad_token_id) & ~after_eos).long()
+        mask[:, 0] = 1
+        memory, memory_mask = model.memory(batch)
+        memory = memory.repeat_interleave(kk, 0)
+        memory_mask = memory_mask.repeat_interleave(kk, 0)
+        labels = seq.masked_fill(mask == 0, -100)
+        out = model.text_decoder(seq, mask, memory, memory_mask, labels=labels, reduction="none")
+        score = -out.loss.float() / mask.sum(1).float()  # (BK,) mean log-prob per token
+        adv = (r - base).view(-1)
+        loss = -(score * adv).mean()
+        return {"loss": loss, "loss_scst": loss.detach(), "reward": r.mean().detach(),
+                "reward_baseline": base.mean().detach()}
+    return step
+
+
+# ----------------------------------------------------------------------------- data
+def dataset_folders(task: str, data_dir: Path, names: list[str], stage: str | None) -> list[str | None]:
+    """The folders to train on: the stage's `datasets` that exist under `data_dir`; when none of
+    them does (real-data configs list download sources, e.g. coco/vg/sbu), the task's folder."""
+    existing = [n for n in names if (data_dir / n).is_dir()]
+    if existing:
+        missing = [n for n in names if n not in existing]
+        if missing:
+            log.warning("datasets %s not found under %s; training on %s", missing, data_dir, existing)
+        return existing
+    if task == "pretrain" and stage and (data_dir / stage).is_dir():
+        return [stage]
+    return [None]  # build_dataset's default folder for the task (it errors clearly if absent)
+
+
+def build_train_data(task: str, data_dir: str | Path, names: list[str], settings: TrainSettings,
+                     tokenizer: Any, stage: str | None):
+    """(dataset, collate_fn, folder names) for training."""
+    from torch.utils.data import ConcatDataset
+
+    from mplug.data.collate import Collator
+    from mplug.data.datasets import build_dataset
+
+    data_dir = Path(data_dir)
+    res = settings.model_overrides["image_res"]
+    parts, used = [], []
+    for folder in dataset_folders(task, data_dir, names, stage):
+        opts = dict(settings.data_opts)
+        if folder:
+            opts["dataset"] = folder
+        splits = VQA_TRAIN_SPLITS if task == "vqa" else ("train",)
+        for split in splits:
+            parts.append(build_dataset(DATA_TASK[task], data_dir, split, tokenizer, res, True, **opts))
+        used.append(folder or "(default)")
+    if not parts:
+        raise DataError(f"{data_dir}: no training data for {task}")
+    dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    collate_kw: dict[str, Any] = {}
+    if settings.max_text_len:
+        collate_kw["max_text_len"] = settings.max_text_len
+        if task in ("caption",):
+            collate_kw["max_target_len"] = settings.max_text_len
+    return dataset, Collator(DATA_TASK[task] if task != "pretrain" else "pretrain", tokenizer, **collate_kw), used
+
+
+def caption_references(dataset) -> dict:
+    """image_id -> all reference captions, from the (concatenated) caption datasets."""
+    from torch.utils.data import ConcatDataset
+
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    refs: dict = {}
+    for part in parts:
+        for rec in part.records:
+            refs[rec["image_id"]] = list(rec["captions"])
+    return refs
+
+
+# ----------------------------------------------------------------------------- model
+def model_overrides(settings: TrainSettings, model_settings: dict, vocab_size: int, arch: str) -> dict:
+    from mplug.models import get_config
+
+    over = dict(settings.model_overrides)
+    for key in ("stride", "schedule"):
+        if model_settings.get(key) is not None:
+            over[key] = model_settings[key]
+    if vocab_size > get_config(arch).text.vocab_size:  # the synthetic world's vocab, as eval does
+        over["vocab_size"] = vocab_size
+    return over
+
+
+def check_objectives(model_task: str, settings: TrainSettings, where: str) -> None:
+    want = OBJECTIVES.get(model_task)
+    if want is None or not settings.objectives:
+        return
+    if set(settings.objectives) != want:
+        raise ConfigError(f"{where}.objectives={list(settings.objectives)}: the {model_task} model "
+                          f"optimises {sorted(want)} jointly; a subset is not implemented")
+
+
+def load_init(model, path: str | Path) -> dict[str, Any]:
+    """Load a starting checkpoint (safetensors or torch, weights_only) into a task model.
+
+    Kept: every key whose name and shape match. Resized: the ViT position embedding when the
+    resolution differs (bilinear, as the official loaders). Fresh: task heads the checkpoint does
+    not have, queues of another size; momentum copies missing from the checkpoint are copied
+    from the loaded online weights (official copy_params). Any other shape mismatch is an error.
+    """
+    import torch
+
+    from mplug.models.convert import resize_pos_embed
+    from mplug.models.loading import compare_state, load_state_dict_safe
+
+    state = load_state_dict_safe(path)
+    target = model.state_dict()
+    report = compare_state(target, state)
+    resized, fresh = [], []
+    for key, _, shape in report.mismatched:
+        if key.endswith("positional_embedding") and state[key].dim() == 2:
+            state[key] = resize_pos_embed(state[key], shape[0])
+            resized.append(key)
+        elif key.split(".")[-1] in ("image_queue", "text_queue", "idx_queue"):
+            del state[key]
+            fresh.append(key)
+        else:
+            raise CheckpointError(f"{path}: {key} has shape {tuple(state[key].shape)} but the model "
+                                  f"needs {tuple(shape)}; was it trained with another model config?")
+    usable = {k: v for k, v in state.items() if k in target}
+    missing = [k for k in target if k not in usable]
+    model.load_state_dict(usable, strict=False)
+    momentum_missing = [k for k in missing if k.split(".")[0].endswith("_m")]
+    if momentum_missing and hasattr(model, "copy_params"):
+        model.copy_params()
+    if hasattr(model, "init_crossattention2") and any(".crossattention2." in k for k in missing):
+        model.init_crossattention2()  # NLVR2: second cross-attention starts as the first (BLIP)
+    online_missing = [k for k in missing if not k.split(".")[0].endswith("_m")]
+    if len(usable) == 0:
+        raise CheckpointError(f"{path}: no key matches the model; is it an mPLUG checkpoint?")
+    info = {"path": str(path), "loaded": len(usable), "unused": len(report.unexpected),
+            "fresh": sorted(set(online_missing + fresh)), "resized": resized,
+            "momentum_copied": len(momentum_missing)}
+    log.info("init from %s: %d tensors loaded, %d unused, %d fresh (%s), %d momentum copied%s",
+             path, info["loaded"], info["unused"], len(info["fresh"]),
+             ", ".join(sorted({k.split(".")[0] for k in info["fresh"]})) or "-",
+             info["momentum_copied"], f", resized {resized}" if resized else "")
+    del torch
+    return info

@@ -1,0 +1,133 @@
+"""Entry points behind `mplug train pretrain` and `mplug train finetune`.
+
+`train(kind, task, config, model, stage, data, out, init, resume)` resolves the stage's settings
+from the run config (`mplug.config.train_settings`: `train`, then `overrides[arch]`, then `paper`
+with `hparams: paper`), builds the task model (+ `--init` weights), the training data and the
+recipe's step, and runs `loop.fit` (DeepSpeed). Outputs: see mplug/train/loop.py.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from mplug.errors import ConfigError, DataError
+from mplug.train import recipes
+from mplug.train.settings import parse_train_settings
+from mplug.utils.logging import get_logger
+
+log = get_logger("mplug.train")
+
+
+def find_tokenizer(cfg: dict, data_dir: Path) -> Path:
+    """The run's tokenizer: `tokenizer:` in the config, else the synthetic world's vocab.txt."""
+    if cfg.get("tokenizer"):
+        return Path(cfg["tokenizer"])
+    for d in (data_dir, data_dir.parent):
+        if (d / "vocab.txt").is_file():
+            return d / "vocab.txt"
+    raise DataError(f"no vocab.txt in {data_dir}: set `tokenizer:` in the config (bert-base-uncased "
+                    "vocab.txt or a tokenizer folder) or make the synthetic world with `mplug data synth`")
+
+
+def resolve_stage(cfg: dict, kind: str, task: str, stage: str | None) -> str:
+    """The config entry to read: `--stage`, else the entry named like the task, else the only
+    fine-tuning job with that task."""
+    section = cfg.get(kind) or {}
+    if stage:
+        if stage not in section:
+            raise ConfigError(f"--stage {stage}: not in the config's {kind} section "
+                              f"(defined: {', '.join(section) or 'none'})")
+        if kind == "finetune":
+            job_task = section[stage].get("task")
+            if job_task and job_task != task:
+                raise ConfigError(f"--stage {stage} is a {job_task} job (finetune.{stage}.task), "
+                                  f"not {task}")
+        return stage
+    if task in section:
+        return task
+    jobs = [name for name, job in section.items() if job.get("task") == task]
+    if len(jobs) == 1:
+        return jobs[0]
+    raise ConfigError(f"pass --stage: the config's {kind} section has "
+                      f"{'no job' if not jobs else 'several jobs'} for task {task} ({', '.join(jobs)})")
+
+
+def train(kind: str, task: str, config: str | Path, model: str, stage: str | None, data: str | Path,
+          out: str | Path, init: str | Path | None = None, resume: str | None = None,
+          clip: str | Path | None = None, bert: str | Path | None = None,
+          max_steps: int | None = None) -> dict[str, Any]:
+    """Train one pretraining stage (`kind='pretrain'`, task 'pretrain') or fine-tuning job."""
+    import torch
+
+    from mplug.config import load_config, model_settings, train_settings
+    from mplug.data.tokenizer import load_tokenizer
+    from mplug.models import build_model
+    from mplug.train.loop import _set_seed, fit
+    from mplug.utils.provenance import config_hash
+
+    t0 = time.perf_counter()
+    if kind not in ("pretrain", "finetune"):
+        raise ConfigError(f"kind must be pretrain or finetune, not {kind!r}")
+    if kind == "finetune" and task not in recipes.FINETUNE_TASKS:
+        raise ConfigError(f"unknown fine-tuning task {task!r}; use one of {', '.join(recipes.FINETUNE_TASKS)}")
+    cfg = load_config(config)
+    stage = resolve_stage(cfg, kind, task, stage)
+    where = f"{kind}.{stage}.train"
+    settings = parse_train_settings(train_settings(cfg, kind, stage, model), cfg["seed"], where)
+    if max_steps:
+        settings.loop.max_steps = max_steps
+    msettings = model_settings(cfg, model)
+    arch = msettings["arch"]
+    model_task = recipes.MODEL_TASK[task]
+    recipes.check_objectives(model_task, settings, where)
+    for key, value in settings.ignored.items():
+        log.info("%s.%s=%r is not used by training (see mplug/train/settings.py)", where, key, value)
+
+    data_dir = Path(data)
+    tok = load_tokenizer(find_tokenizer(cfg, data_dir))
+    _set_seed(int(cfg["seed"]))  # model init is a function of the seed
+    over = recipes.model_overrides(settings, msettings, len(tok), arch)
+    net = build_model(arch, model_task, **over)
+    init_info: dict[str, Any] | None = None
+    if init:
+        init_info = recipes.load_init(net, init)
+    elif kind == "pretrain" and clip and bert:
+        init_info = _init_clip_bert(net, clip, bert)
+    elif kind == "finetune":
+        log.warning("fine-tuning %s from random weights (no --init)", task)
+
+    names = list((cfg.get(kind, {}).get(stage, {}) or {}).get("datasets") or [])
+    dataset, collate, used = recipes.build_train_data(task, data_dir, names, settings, tok,
+                                                      stage if kind == "pretrain" else None)
+    if task in ("pretrain", "retrieval_coco", "retrieval_flickr"):
+        step = recipes.contrastive_step(settings.alpha)
+    elif task == "caption" and settings.scst:
+        from mplug.eval.cider_reward import CiderReward
+
+        step = recipes.scst_step(tok, CiderReward(recipes.caption_references(dataset)), settings.scst)
+    else:
+        step = recipes.plain_step
+    run_info = {"kind": kind, "task": task, "stage": stage, "model": model, "arch": arch,
+                "config": str(config), "config_hash": config_hash(cfg), "data": str(data_dir),
+                "datasets": used, "examples": len(dataset), "init": init_info,
+                "settings": settings.raw, "model_overrides": over,
+                "scst": bool(settings.scst and task == "caption"),
+                "setup_seconds": round(time.perf_counter() - t0, 2)}
+    log.info("%s %s (%s) on %s: %d examples, model %s", kind, stage, task, ", ".join(used),
+             len(dataset), arch)
+    del torch
+    return fit(net, dataset, collate, settings.loop, settings.optim, settings.engine, out,
+               resume=resume, step_fn=step, run_info=run_info)
+
+
+def _init_clip_bert(net, clip: str | Path, bert: str | Path) -> dict[str, Any]:
+    """Pretraining from scratch: CLIP-ViT + BERT-base weights (paper 5.1), via convert.py."""
+    from mplug.models.convert import _load_bert, init_from_clip_bert
+    from mplug.models.loading import load_state_dict_safe
+
+    state, report = init_from_clip_bert(net.state_dict(), load_state_dict_safe(clip), _load_bert(bert),
+                                        text_layers=net.cfg.text_layers)
+    net.load_state_dict(state)
+    log.info("init from CLIP %s + BERT %s: %d tensors kept", clip, bert, report.kept)
+    return {"clip": str(clip), "bert": str(bert), "kept": report.kept}
