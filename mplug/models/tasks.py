@@ -201,8 +201,10 @@ class ContrastiveMixin(H.MomentumMixin):
                                           dim=-1)
             else:  # no momentum model (distill=False): the queue holds online features
                 image_feat_m, text_feat_m = image_feat.detach(), text_feat.detach()
-            image_all = torch.cat([image_feat_m.T, self.image_queue.clone()], dim=1)  # (E, B+Q)
-            text_all = torch.cat([text_feat_m.T, self.text_queue.clone()], dim=1)
+            # queues are fp32 buffers (DeepSpeed bf16 casts parameters only): match the features
+            image_all = torch.cat([image_feat_m.T, self.image_queue.clone().to(image_feat_m.dtype)],
+                                  dim=1)  # (E, B+Q)
+            text_all = torch.cat([text_feat_m.T, self.text_queue.clone().to(text_feat_m.dtype)], dim=1)
             if self.momentum_pairs and alpha > 0:
                 t_i2t = alpha * F.softmax(image_feat_m @ text_all / self.temp, dim=1) + (1 - alpha) * hard
                 t_t2i = alpha * F.softmax(text_feat_m @ image_all / self.temp, dim=1) + (1 - alpha) * hard

@@ -28,7 +28,11 @@ class LayerNorm(nn.LayerNorm):
     """CLIP's LayerNorm: computes in fp32 and casts back (stable under fp16/bf16)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).to(x.dtype)
+        # weights cast too: under DeepSpeed bf16 they are bf16, and a fp32 input with bf16
+        # weights is a dtype error in F.layer_norm
+        w = None if self.weight is None else self.weight.float()
+        b = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).to(x.dtype)
 
 
 class CLIPAttention(nn.Module):
