@@ -39,12 +39,7 @@ class Collator:
             raise ValueError("Collator needs a tokenizer (mplug.data.tokenizer.load_tokenizer)")
         batch: dict[str, Any] = {"image": _stack_images([e["image"] for e in examples])}
         if "text" in examples[0]:
-            is_q = self.task in QUESTION_TASKS
-            default = DEFAULT_MAX_LEN["question" if is_q else
-                                      "expression" if self.task == "grounding" else "text"]
-            batch["text_ids"], batch["text_mask"] = encode_texts(
-                self.tokenizer, [e["text"] for e in examples], self.max_text_len or default,
-                add_sep=self.question_sep if is_q else True)
+            batch["text_ids"], batch["text_mask"] = self.encode_text([e["text"] for e in examples])
         if "image_idx" in examples[0]:
             batch["image_idx"] = torch.tensor([e["image_idx"] for e in examples], dtype=torch.long)
         if self.task == "pretrain":  # PrefixLM target: the caption itself
@@ -59,8 +54,7 @@ class Collator:
                 answers += e["answers"]
                 weights += e["weights"]
                 index += [row] * len(e["answers"])
-            batch["answer_ids"], batch["answer_mask"] = encode_texts(
-                self.tokenizer, answers, self.max_answer_len)               # (K, T)
+            batch["answer_ids"], batch["answer_mask"] = self.encode_answers(answers)  # (K, T)
             batch["answer_weight"] = torch.tensor(weights, dtype=torch.float)  # (K,)
             batch["answer_index"] = torch.tensor(index, dtype=torch.long)      # (K,) -> row
         if "box" in examples[0]:
@@ -69,6 +63,22 @@ class Collator:
             batch["label"] = torch.tensor([e["label"] for e in examples], dtype=torch.long)
         batch["meta"] = [e["meta"] for e in examples]
         return batch
+
+    def encode_text(self, texts: list[str]):
+        """The encoder text of this task, as in a batch's `text_ids`/`text_mask` (B, L).
+
+        Also what retrieval evaluation encodes its caption gallery with, so the gallery and the
+        training pairs are tokenised alike."""
+        is_q = self.task in QUESTION_TASKS
+        default = DEFAULT_MAX_LEN["question" if is_q else
+                                  "expression" if self.task == "grounding" else "text"]
+        return encode_texts(self.tokenizer, texts, self.max_text_len or default,
+                            add_sep=self.question_sep if is_q else True)
+
+    def encode_answers(self, answers: list[str]):
+        """Answers as `[CLS] answer [SEP]` (K, T): VQA training targets and the candidate list
+        that (video) QA evaluation ranks."""
+        return encode_texts(self.tokenizer, answers, self.max_answer_len)
 
 
 def _stack_images(images: list) -> torch.Tensor:

@@ -8,6 +8,11 @@ skipped, counted in `dataset.bad_images` (and listed in `dataset.bad_paths`), an
 index is used instead, deterministically. Each example's `meta["skipped_bad"]` also carries
 the count, so a training loop with worker processes can sum it from batches
 (`collate.count_bad(batch)`); `dataset.summary()` reports it at the end of an epoch.
+Evaluation passes `strict=True` instead: a bad input is a DataError naming the file, because
+replacing a test example with its neighbour would silently change the metric.
+
+The evaluator (mplug/eval/run.py) reads every split through these classes in eval mode
+(`train=False`) and the task's `Collator`, so training and evaluation encode inputs one way.
 """
 from __future__ import annotations
 
@@ -79,8 +84,11 @@ class TaskDataset(Dataset):
             raise DataError(f"{path}: split '{split}' not found (this dataset has: "
                             f"{', '.join(have) or 'no splits'}); rerun the synth/preprocess step")
         self.records = formats.read_records(path, self.schema)
+        if opts.get("limit"):  # the first N records (evaluation --limit, debugging)
+            self.records = self.records[: int(opts["limit"])]
         if not self.records:
             raise DataError(f"{path}: no records")
+        self.strict = bool(opts.get("strict", False))
         self.bad_images = 0
         self.bad_paths: list[str] = []
         self.transform = build_transform(TransformConfig(
@@ -117,6 +125,9 @@ class TaskDataset(Dataset):
                 ex["meta"]["skipped_bad"] = skipped
                 return ex
             except BadSample as err:
+                if self.strict:
+                    raise DataError(f"{self.root}/{self.split}.jsonl example {j}: {err}; fix or "
+                                    "re-download the file and rerun the preprocess step") from None
                 skipped += 1
                 self.bad_images += 1
                 self.bad_paths.append(str(err))
@@ -455,7 +466,8 @@ def build_dataset(task: str, data_dir: str | Path, split: str, tokenizer: Any = 
 
     opts: dataset= (folder override, e.g. "refcoco+" or "pretrain_14m"), num_frames (video, 8),
     flip, randaugment, translate (grounding), prompt (caption), include_vg / vg_weight (vqa),
-    normalise_question (vqa, default False as official), swap_prob (nlvr2), max_words.
+    normalise_question (vqa, default False as official), swap_prob (nlvr2), max_words,
+    limit (first N records), strict (bad input raises DataError instead of being replaced).
     The tokenizer is used by the collate function (see `build_loader`); it is accepted here so
     every caller passes the same arguments.
     """

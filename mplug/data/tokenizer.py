@@ -63,3 +63,38 @@ def encode_texts(tokenizer: Any, texts: list[str], max_len: int, add_sep: bool =
         ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
         mask[i, : len(r)] = 1
     return ids, mask
+
+
+def find_vocab(data_dir: str | os.PathLike, explicit: str | os.PathLike | None = None) -> Path:
+    """The run's tokenizer: `explicit` (--tokenizer / config `tokenizer:`), else `vocab.txt` in
+    the dataset folder or up to two parents (where `mplug data synth` writes it)."""
+    if explicit:
+        return Path(explicit)
+    data_dir = Path(data_dir)
+    for d in (data_dir, data_dir.parent, data_dir.parent.parent):
+        if (d / "vocab.txt").is_file():
+            return d / "vocab.txt"
+    raise DataError(f"no vocab.txt in {data_dir} or its two parents; pass --tokenizer PATH or set "
+                    "`tokenizer:` in the config (bert-base-uncased vocab.txt or a tokenizer folder), "
+                    "or make the synthetic world with `mplug data synth`")
+
+
+def model_vocab_size(tokenizer: Any, config_vocab_size: int) -> int:
+    """The model's vocab_size for this tokenizer: THE single rule shared by training and evaluation.
+
+    The named config's size, widened to `len(tokenizer)` when the tokenizer is larger (the
+    synthetic world's vocabulary has more words than mplug_tiny/mplug_smoke's 1100 rows). A
+    smaller tokenizer keeps the config's size so official 30522-row checkpoints still load.
+    Train and eval must agree, or a checkpoint's embedding rows do not fit the evaluated model.
+    """
+    return max(int(config_vocab_size), len(tokenizer))
+
+
+def vocab_overrides(tokenizer: Any, arch: str) -> dict[str, int]:
+    """`build_model(arch, task, **vocab_overrides(tok, arch))`: {"vocab_size": n} when the
+    tokenizer widens the named config `arch`, else {} (see `model_vocab_size`)."""
+    from mplug.models import get_config
+
+    base = get_config(arch).text.vocab_size
+    n = model_vocab_size(tokenizer, base)
+    return {"vocab_size": n} if n != base else {}

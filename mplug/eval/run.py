@@ -5,8 +5,13 @@ settings default to the official code (official-mplug.md section 3); the paper's
 named options (`EvalSettings.paper_caption()`: beam 10 / max 20). The model is built with
 `mplug.models.build_model(settings.model, <model task>)` and loaded with weights_only safety.
 
-Text encoding: VQA questions are `[CLS] question` with no [SEP] (official tokenizer quirk); every
-other encoder text is `[CLS] text [SEP]`; decoder prompts are `[CLS] prompt` (no [SEP]).
+Inputs: every split is read by mplug.data's dataset for the task in eval mode and batched by the
+task's `Collator` (`eval_loader`), the very code training uses, so images (test transform, CLIP
+mean/std; grounding: centred pad), frames (uniform sampling) and token ids (VQA questions
+`[CLS] question` with no [SEP], other encoder texts `[CLS] text [SEP]`, answers
+`[CLS] answer [SEP]`) are encoded one way. Decoder prompts are `[CLS] prompt` (no [SEP]). The
+model's vocabulary follows the tokenizer by `mplug.data.tokenizer.vocab_overrides`, the rule
+training uses too.
 """
 from __future__ import annotations
 
@@ -30,7 +35,6 @@ EVAL_TASKS: dict[str, tuple[str, str]] = {
     "video_qa_msrvtt": ("vqa", "video_qa"), "video_qa_msvd": ("vqa", "video_qa"),
     "video_caption": ("caption", "video_caption"),
 }
-SNLI_LABELS = {"contradiction": 0, "neutral": 1, "entailment": 2}
 NOCAPS_DOMAIN = {"in": "in-domain", "near": "near-domain", "out": "out-domain"}
 
 
@@ -61,7 +65,9 @@ class EvalSettings:
     frames_retrieval: int = 8
     frames_qa: int = 16
     frames_caption: int = 8
-    text_max_length: int = 30          # retrieval captions (official max_length 30)
+    max_text_len: int | None = None    # encoder texts; None: the training Collator's per-task
+                                       # default (captions 30, expressions 20), questions untruncated
+    num_workers: int = 0               # DataLoader workers decoding images/frames
     caption_metrics: tuple[str, ...] = ("Bleu", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
 
     @classmethod
@@ -82,12 +88,58 @@ class _Ctx:
     task: str
     model: Any
     tok: Any
-    data_dir: Path
-    records: list[dict]
+    loader: Any        # mplug.data build_loader(train=False): the training pipeline in eval mode
+    dataset: Any       # its TaskDataset: records (after --limit), texts/txt2img/img2txt ...
+    collate: Any       # its Collator: encode_text / encode_answers for galleries and answer lists
     settings: EvalSettings
     device: Any
-    res: int
     split: str
+
+    @property
+    def records(self) -> list[dict]:
+        return self.dataset.records
+
+
+# ============================================================================ inputs
+# Frames per video for each video task (official num_frm_test).
+_FRAMES = {"video_retrieval": "frames_retrieval", "video_caption": "frames_caption",
+           "video_qa_msrvtt": "frames_qa", "video_qa_msvd": "frames_qa"}
+
+
+def eval_data_opts(task: str, settings: EvalSettings) -> dict:
+    """`build_dataset` options of an evaluation: strict (a bad input is an error, never a silently
+    replaced example), --limit, frames per video."""
+    opts: dict[str, Any] = {"strict": True}
+    if settings.limit:
+        opts["limit"] = settings.limit
+    if task in _FRAMES:
+        opts["num_frames"] = getattr(settings, _FRAMES[task])
+    return opts
+
+
+def eval_collate_opts(task: str, settings: EvalSettings, max_position: int) -> dict:
+    """`Collator` options of an evaluation: the training defaults, except that questions are not
+    truncated to training's 25 tokens (official VQA evaluation tokenises them untruncated; the
+    model's position table caps them). `settings.max_text_len` overrides both."""
+    from mplug.data.collate import QUESTION_TASKS
+
+    if settings.max_text_len:
+        return {"max_text_len": settings.max_text_len}
+    if task in QUESTION_TASKS:
+        return {"max_text_len": max_position}
+    return {}
+
+
+def eval_loader(task: str, data_dir: str | Path, split: str, tokenizer: Any, image_res: int,
+                settings: EvalSettings, max_position: int = 512):
+    """(DataLoader, dataset) of an evaluation: mplug.data's dataset in eval mode (test transform,
+    centred grounding pad, uniform frames) and the task's Collator, in record order."""
+    from mplug.data.datasets import build_loader
+
+    return build_loader(task, data_dir, split, tokenizer, image_res, train=False,
+                        batch_size=settings.batch_size, num_workers=settings.num_workers,
+                        collate_opts=eval_collate_opts(task, settings, max_position),
+                        **eval_data_opts(task, settings))
 
 
 # ============================================================================ helpers
@@ -97,31 +149,16 @@ def _progress(items, desc: str):
     return tqdm(items, desc=desc, unit="batch", leave=False)
 
 
-def _encode(ctx: _Ctx, texts: list[str], max_len: int, add_sep: bool = True):
-    from mplug.data.tokenizer import encode_texts
-
-    ids, mask = encode_texts(ctx.tok, texts, max_len, add_sep=add_sep)
-    return ids.to(ctx.device), mask.to(ctx.device)
-
-
-def _max_text(ctx: _Ctx) -> int:
-    return ctx.model.cfg.text.max_position
-
-
-def _images(ctx: _Ctx, recs: list[dict], key: str = "image"):
+def _batches(ctx: _Ctx, desc: str):
+    """The loader's batches with tensors on the evaluation device (meta stays a list)."""
     import torch
 
-    from mplug.eval.inputs import load_image
+    for batch in _progress(ctx.loader, desc):
+        yield {k: v.to(ctx.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
-    return torch.stack([load_image(ctx.data_dir / r[key], ctx.res) for r in recs]).to(ctx.device)
 
-
-def _videos(ctx: _Ctx, recs: list[dict], frames: int):
-    import torch
-
-    from mplug.eval.inputs import load_video
-
-    return torch.stack([load_video(ctx.data_dir, r, ctx.res, frames) for r in recs]).to(ctx.device)
+def _inputs(batch: dict) -> dict:
+    return {k: batch[k] for k in ("image", "text_ids", "text_mask") if k in batch}
 
 
 def _decode(ctx: _Ctx, ids, prompt: str = "") -> list[str]:
@@ -139,10 +176,12 @@ def _decode(ctx: _Ctx, ids, prompt: str = "") -> list[str]:
 
 
 def _prompt_ids(ctx: _Ctx, prompt: str, drop_last: bool):
+    """Decoder prompt `[CLS] prompt` (official tokenizer: no [SEP]); VATEX drops its last id."""
+    from mplug.data.tokenizer import encode_texts
+
     if not prompt:
         return None
-    ids, _ = _encode(ctx, [prompt], 64, add_sep=False)
-    ids = ids[0]
+    ids = encode_texts(ctx.tok, [prompt], 64, add_sep=False)[0][0].to(ctx.device)
     return ids[:-1] if drop_last and ids.numel() > 2 else ids
 
 
@@ -152,12 +191,11 @@ def _run_vqa(ctx: _Ctx) -> tuple[dict, list]:
     from mplug.eval.vqa_eval import vqa_accuracy
 
     s, preds = ctx.settings, []
-    for recs in _progress(list(_chunks(ctx)), f"vqa {ctx.split}"):
-        ids, mask = _encode(ctx, [r["question"] for r in recs], _max_text(ctx), add_sep=False)
-        out, _ = ctx.model.generate({"image": _images(ctx, recs), "text_ids": ids, "text_mask": mask},
-                                    beam_size=s.vqa_beam, max_length=s.vqa_max_length,
+    for b in _batches(ctx, f"vqa {ctx.split}"):
+        out, _ = ctx.model.generate(_inputs(b), beam_size=s.vqa_beam, max_length=s.vqa_max_length,
                                     min_length=s.vqa_min_length)
-        preds += [{"question_id": r["question_id"], "answer": a} for r, a in zip(recs, _decode(ctx, out))]
+        preds += [{"question_id": m["question_id"], "answer": a}
+                  for m, a in zip(b["meta"], _decode(ctx, out))]
     answered = [r for r in ctx.records if r.get("answers")]
     if not answered:  # test-dev/test-std: answers are private
         server = vqa_server.canonical_split(ctx.split) or ctx.split
@@ -183,11 +221,10 @@ def _run_caption(ctx: _Ctx) -> tuple[dict, list]:
     prompt_ids = _prompt_ids(ctx, prompt, drop_last=video and s.video_prompt_drop_last)
     key = "video_id" if video else "image_id"
     preds = []
-    for recs in _progress(list(_chunks(ctx)), f"{ctx.task} {ctx.split}"):
-        image = _videos(ctx, recs, s.frames_caption) if video else _images(ctx, recs)
-        out, _ = ctx.model.generate({"image": image}, beam_size=beam, min_length=lo,
+    for b in _batches(ctx, f"{ctx.task} {ctx.split}"):
+        out, _ = ctx.model.generate({"image": b["image"]}, beam_size=beam, min_length=lo,
                                     max_length=hi, prompt_ids=prompt_ids)
-        preds += [{key: r[key], "caption": c} for r, c in zip(recs, _decode(ctx, out, prompt))]
+        preds += [{key: m[key], "caption": c} for m, c in zip(b["meta"], _decode(ctx, out, prompt))]
     refs = {r[key]: r["captions"] for r in ctx.records if r.get("captions")}
     if not refs:
         return {"status": "no public references for this split",
@@ -205,23 +242,24 @@ def _run_retrieval(ctx: _Ctx) -> tuple[dict, list]:
 
     from mplug.eval.retrieval_eval import TOPK, recall_at_k, two_stage_scores
 
-    s, video = ctx.settings, ctx.task == "video_retrieval"
+    s, video, ds = ctx.settings, ctx.task == "video_retrieval", ctx.dataset
     k = s.k_test or TOPK["coco" if ctx.task == "retrieval_coco" else "flickr"]
-    img_embeds, img_masks, img_feats = [], [], []
-    for recs in _progress(list(_chunks(ctx)), "encode images"):  # each image once
-        image = _videos(ctx, recs, s.frames_retrieval) if video else _images(ctx, recs)
-        f = ctx.model.itc_features(image=image)
+    img_embeds, img_masks, img_feats, order = [], [], [], []
+    for b in _batches(ctx, "encode images"):  # eval mode: one example per image, record order
+        f = ctx.model.itc_features(image=b["image"])
         img_embeds.append(f["image_embeds"])  # (B, N, D)
         img_masks.append(f["image_mask"])
         img_feats.append(f["image_feat"])  # (B, E)
-    texts, txt2img, img2txt = [], [], []
-    for i, r in enumerate(ctx.records):
-        img2txt.append(list(range(len(texts), len(texts) + len(r["captions"]))))
-        texts += r["captions"]
-        txt2img += [i] * len(r["captions"])
+        order += b["image_idx"].tolist()
+    if order != list(range(len(ctx.records))):
+        raise DataError(f"{ctx.task}: the image loader is not in record order; cannot score")
+    # the caption gallery (official re_eval_dataset: pre_caption'd texts) with the training
+    # collator's encoding of retrieval texts
+    texts = ds.texts
     t_embeds, t_masks, t_feats = [], [], []
     for j in _progress(range(0, len(texts), s.batch_size), "encode texts"):
-        ids, mask = _encode(ctx, texts[j:j + s.batch_size], s.text_max_length)
+        ids, mask = ctx.collate.encode_text(texts[j:j + s.batch_size])
+        ids, mask = ids.to(ctx.device), mask.to(ctx.device)
         f = ctx.model.itc_features(text_ids=ids, text_mask=mask)
         t_embeds += list(f["text_embeds"])
         t_masks += list(mask)
@@ -239,7 +277,7 @@ def _run_retrieval(ctx: _Ctx) -> tuple[dict, list]:
         return np.concatenate(scores)
 
     i2t, t2i = two_stage_scores(sims, k, itm, add_itc=video, progress=True)
-    metrics = recall_at_k(i2t, t2i, txt2img, img2txt)
+    metrics = recall_at_k(i2t, t2i, ds.txt2img, ds.img2txt)
     key = "video_id" if video else "image_id"
     preds = [{key: r[key], "top_texts": [int(t) for t in np.argsort(-i2t[i], kind="stable")[:10]]}
              for i, r in enumerate(ctx.records)]
@@ -249,49 +287,31 @@ def _run_retrieval(ctx: _Ctx) -> tuple[dict, list]:
 
 def _run_grounding(ctx: _Ctx) -> tuple[dict, list]:
     import numpy as np
-    import torch
 
+    from mplug.data.transforms import box_to_original
     from mplug.eval.grounding_eval import cxcywh_to_xyxy, grounding_accuracy
-    from mplug.eval.inputs import load_padded
 
     preds, pred_n, gt_n = [], [], []
-    for recs in _progress(list(_chunks(ctx)), f"grounding {ctx.split}"):
-        loaded = [load_padded(ctx.data_dir / r["image"], ctx.res) for r in recs]
-        image = torch.stack([x for x, _ in loaded]).to(ctx.device)
-        ids, mask = _encode(ctx, [r["expression"] for r in recs], _max_text(ctx))
-        boxes = ctx.model.generate({"image": image, "text_ids": ids, "text_mask": mask})
-        xyxy = cxcywh_to_xyxy(boxes.float().cpu().numpy())  # (B, 4) in the padded square, [0, 1]
-        for r, b, (scale, left, top) in zip(recs, xyxy, (m for _, m in loaded)):
-            x, y, w, h = r["box"]
-            gt = np.array([x * scale + left, y * scale + top, (x + w) * scale + left,
-                           (y + h) * scale + top]) / ctx.res
-            pix = [(b[0] * ctx.res - left) / scale, (b[1] * ctx.res - top) / scale,
-                   (b[2] * ctx.res - left) / scale, (b[3] * ctx.res - top) / scale]
-            pred_n.append(b), gt_n.append(gt)
-            preds.append({"ref_id": r["ref_id"], "box": [float(c) for c in pix],
-                          "box_normalized": [float(c) for c in b]})
+    for b in _batches(ctx, f"grounding {ctx.split}"):
+        boxes = ctx.model.generate(_inputs(b)).float().cpu().numpy()  # (B, 4) cxcywh, padded square
+        pred_n.append(cxcywh_to_xyxy(boxes))
+        gt_n.append(cxcywh_to_xyxy(b["box"].float().cpu().numpy()))  # the dataset's mapped box
+        for m, box, xyxy in zip(b["meta"], boxes, pred_n[-1]):
+            x, y, w, h = box_to_original(box.tolist(), m["pad"])  # original image pixels
+            preds.append({"ref_id": m["ref_id"], "box": [x, y, x + w, y + h],
+                          "box_normalized": [float(c) for c in xyxy]})
     # official: IoU in the padded square after clamping the prediction to [0, 1]
-    return grounding_accuracy(np.array(pred_n), np.array(gt_n)), preds
+    return grounding_accuracy(np.concatenate(pred_n), np.concatenate(gt_n)), preds
 
 
 def _run_classify(ctx: _Ctx) -> tuple[dict, list]:
-    import torch
-
     from mplug.eval.accuracy import accuracy
 
-    nlvr = ctx.task == "nlvr2"
     preds, labels = [], []
-    for recs in _progress(list(_chunks(ctx)), f"{ctx.task} {ctx.split}"):
-        if nlvr:
-            image = torch.stack([_images(ctx, recs, "image_left"), _images(ctx, recs, "image_right")], 1)
-            text = [r["statement"] for r in recs]
-        else:
-            image, text = _images(ctx, recs), [r["hypothesis"] for r in recs]
-        ids, mask = _encode(ctx, text, _max_text(ctx))
-        out = ctx.model.predict({"image": image, "text_ids": ids, "text_mask": mask}).tolist()
-        for r, p in zip(recs, out):
-            labels.append(int(r["label"]) if nlvr else SNLI_LABELS[r["label"]])
-            preds.append({"pair_id": r["pair_id"], "prediction": int(p)})
+    for b in _batches(ctx, f"{ctx.task} {ctx.split}"):
+        out = ctx.model.predict(_inputs(b)).tolist()  # NLVR2 image: (B, 2, 3, H, W)
+        labels += b["label"].tolist()  # SNLI-VE: contradiction 0, neutral 1, entailment 2
+        preds += [{"pair_id": m["pair_id"], "prediction": int(p)} for m, p in zip(b["meta"], out)]
     return {"accuracy": accuracy([p["prediction"] for p in preds], labels)}, preds
 
 
@@ -300,15 +320,14 @@ def _run_video_qa(ctx: _Ctx) -> tuple[dict, list]:
     from mplug.eval.accuracy import accuracy
 
     s = ctx.settings
-    answers = read_answer_list(ctx.data_dir / "answer_list.json")
-    a_ids, a_mask = _encode(ctx, answers, _max_text(ctx), add_sep=True)  # [CLS] answer [SEP]
+    answers = read_answer_list(ctx.dataset.root / "answer_list.json")
+    a_ids, a_mask = (t.to(ctx.device) for t in ctx.collate.encode_answers(answers))  # (K, T)
     preds = []
-    for recs in _progress(list(_chunks(ctx)), f"{ctx.task} {ctx.split}"):
-        ids, mask = _encode(ctx, [r["question"] for r in recs], _max_text(ctx), add_sep=False)
-        batch = {"image": _videos(ctx, recs, s.frames_qa), "text_ids": ids, "text_mask": mask}
-        idx, prob = ctx.model.rank_answers(batch, a_ids, a_mask, k=s.rank_k)
+    for b in _batches(ctx, f"{ctx.task} {ctx.split}"):
+        idx, prob = ctx.model.rank_answers(_inputs(b), a_ids, a_mask, k=s.rank_k)
         best = idx.gather(1, prob.argmax(dim=1, keepdim=True)).squeeze(1).tolist()
-        preds += [{"question_id": r["question_id"], "answer": answers[b]} for r, b in zip(recs, best)]
+        preds += [{"question_id": m["question_id"], "answer": answers[i]}
+                  for m, i in zip(b["meta"], best)]
     acc = accuracy([p["answer"] for p in preds], [r["answer"] for r in ctx.records])
     return {"accuracy": acc, "n_answers": len(answers)}, preds
 
@@ -320,12 +339,6 @@ RUNNERS: dict[str, Callable[[_Ctx], tuple[dict, list]]] = {
     "grounding": _run_grounding, "nlvr2": _run_classify, "snli_ve": _run_classify,
     "video_qa_msrvtt": _run_video_qa, "video_qa_msvd": _run_video_qa,
 }
-
-
-def _chunks(ctx: _Ctx):
-    from mplug.eval.inputs import batches
-
-    return batches(ctx.records, ctx.settings.batch_size)
 
 
 # ============================================================================ entry point
@@ -352,21 +365,28 @@ def _device(name: str):
 
 
 def load_model(model_task: str, checkpoint: str | Path | None, settings: EvalSettings, device,
-               vocab_size: int | None = None):
-    """Build `settings.model` for `model_task`; a tokenizer larger than the named config's
-    vocabulary (the synthetic world's) widens it, as training does."""
-    from mplug.models import build_model, get_config
+               tokenizer: Any = None):
+    """Build `settings.model` for `model_task`, its vocabulary sized for `tokenizer` by
+    `mplug.data.tokenizer.vocab_overrides` (the rule training uses), and load `checkpoint`."""
+    from mplug.data.tokenizer import vocab_overrides
+    from mplug.models import build_model
     from mplug.models.loading import load_into, load_state_dict_safe
 
-    over = {}
-    if vocab_size and vocab_size > get_config(settings.model).text.vocab_size:
-        over["vocab_size"] = vocab_size
+    over = vocab_overrides(tokenizer, settings.model) if tokenizer is not None else {}
     model = build_model(settings.model, model_task, **over)
     if checkpoint is not None:
         # Unexpected keys are fine (zero-shot from a pretrained or other-task checkpoint); a
         # missing weight is not, except momentum copies and queues, which inference never uses.
-        report = load_into(model, load_state_dict_safe(checkpoint), strict=False,
-                           source=str(checkpoint))
+        try:
+            report = load_into(model, load_state_dict_safe(checkpoint), strict=False,
+                               source=str(checkpoint))
+        except CheckpointError as err:
+            if "word_embeddings" not in str(err):
+                raise
+            raise CheckpointError(f"{err}\nThe vocabulary differs: the model has "
+                                  f"{model.cfg.text.vocab_size} rows for this tokenizer "
+                                  "(mplug.data.tokenizer.vocab_overrides); evaluate with the "
+                                  "tokenizer the checkpoint was trained with (--tokenizer)") from None
         missing = [k for k in report.missing if not _train_only(k)]
         if missing:
             raise CheckpointError(f"{checkpoint}: {len(missing)} weights the {model_task} model "
@@ -387,29 +407,24 @@ def evaluate(task: str, checkpoint: str | Path | None, data: str | Path, split: 
     """Run `task` on `split`; write predictions next to `out` and the metrics JSON to `out`."""
     import torch
 
-    from mplug.data.formats import read_records
-    from mplug.data.tokenizer import load_tokenizer
-    from mplug.eval.inputs import find_vocab
+    from mplug.data.tokenizer import find_vocab, load_tokenizer
     from mplug.utils.provenance import provenance
 
     if task not in EVAL_TASKS:
         raise ConfigError(f"unknown evaluation task {task!r}; use one of {', '.join(EVAL_TASKS)}")
     settings = settings or EvalSettings()
-    model_task, schema = EVAL_TASKS[task]
+    model_task = EVAL_TASKS[task][0]
     start = time.time()
     data_dir = resolve_dataset_dir(task, data, split, dataset)
-    records = read_records(data_dir / f"{split}.jsonl", schema)
-    if task == "grounding" and dataset is None and records and "dataset" in records[0]:
-        dataset = records[0]["dataset"]
-    if settings.limit:
-        records = records[: settings.limit]
-    if not records:
-        raise DataError(f"{data_dir / f'{split}.jsonl'} has no records")
     device = _device(settings.device)
     tok = load_tokenizer(find_vocab(data_dir, tokenizer))
-    model = load_model(model_task, checkpoint, settings, device, vocab_size=len(tok))
-    ctx = _Ctx(task, model, tok, data_dir, records,
-               settings, device, settings.image_res or model.cfg.vision.image_res, split)
+    model = load_model(model_task, checkpoint, settings, device, tokenizer=tok)
+    res = settings.image_res or model.cfg.vision.image_res
+    loader, ds = eval_loader(task, data_dir, split, tok, res, settings, model.cfg.text.max_position)
+    records = ds.records
+    if task == "grounding" and dataset is None and "dataset" in records[0]:
+        dataset = records[0]["dataset"]
+    ctx = _Ctx(task, model, tok, loader, ds, loader.collate_fn, settings, device, split)
     log.info("evaluating %s on %s/%s (%d records) with %s", task, data_dir.name, split,
              len(records), settings.model)
     with torch.inference_mode():

@@ -22,8 +22,8 @@ def _checkpoint(tmp_path, task, world):
     from mplug.models.loading import save_state_dict
 
     torch.manual_seed(0)
-    n = len(load_tokenizer(world / "vocab.txt"))
-    model = load_model(task, None, EvalSettings(model="mplug_tiny", device="cpu"), "cpu", n)
+    tok = load_tokenizer(world / "vocab.txt")
+    model = load_model(task, None, EvalSettings(model="mplug_tiny", device="cpu"), "cpu", tok)
     path = tmp_path / f"{task}.safetensors"
     save_state_dict(model.state_dict(), path)
     return path, model
