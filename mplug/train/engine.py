@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mplug.errors import ConfigError
 from mplug.train.deepspeed_config import EngineConfig, build_ds_config
 from mplug.train.distributed import DistEnv, init_process_group
 from mplug.train.optim import OptimConfig, build_optimizer, build_scheduler
@@ -62,6 +63,11 @@ def build_engine(model: "torch.nn.Module", optim_cfg: OptimConfig, engine_cfg: E
 
     import torch
 
+    if engine_cfg.zero_stage == 3 and getattr(model, "momentum_pairs", None):
+        raise ConfigError(
+            "zero_stage 3 cannot train a model with momentum encoders: ZeRO-3 partitions the "
+            "frozen *_m copies too, and their EMA update reads whole weights outside forward. "
+            "Use zero_stage 2 (the official ds_config) or distill: false")
     accelerator = get_accelerator().device_name()
     ds_config = build_ds_config(engine_cfg, micro_batch_size, dist.world_size)
     if accelerator == "cpu" and engine_cfg.precision == "bf16" and not _cpu_has_bf16():

@@ -57,7 +57,7 @@ class LoopConfig:
 
     epochs: int
     batch_size: int  # global, all ranks and accumulation steps together
-    max_steps: int | None = None  # stop early (smoke runs, tests); None = all epochs
+    max_steps: int | None = None  # run length in optimizer steps, overriding epochs; None = epochs
     seed: int = 42
     log_every: int = 50
     save_every: int = 0  # optimizer steps between checkpoints; 0 = at the end of each epoch only
@@ -191,9 +191,9 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
     wall0 = time.perf_counter()
     plan = BatchPlan(len(dataset), loop.batch_size, dist.world_size, engine_cfg.grad_accum,
                      loop.seed)
-    total_steps = plan.steps_per_epoch * loop.epochs
-    if loop.max_steps:
-        total_steps = min(total_steps, loop.max_steps)
+    # max_steps, when set, is the run length and overrides epochs (as HF Trainer's max_steps):
+    # smoke runs ask for N steps over a small dataset, which takes several epochs.
+    total_steps = loop.max_steps or plan.steps_per_epoch * loop.epochs
     epochs = math.ceil(total_steps / plan.steps_per_epoch)
     _set_seed(loop.seed + dist.rank)  # the training RNG stream (dropout, masking, negatives)
     engine, info = build_engine(model, optim, engine_cfg, plan.micro_batch, plan.steps_per_epoch,
@@ -229,8 +229,10 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
     if dist.is_main and loop.progress:
         from tqdm import tqdm
 
+        import sys
+
         bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step",
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 5.0)
 
     def checkpoint_now() -> Path:
         return save_checkpoint(engine, out, state["step"], dict(state, run=run_info or {}),

@@ -60,3 +60,23 @@ def weights(path: Path) -> dict:
     from safetensors.torch import load_file
 
     return load_file(str(path))
+
+
+def make_tiny_config(path: Path, max_steps: int = 2, batch_size: int = 16, **train_over) -> Path:
+    """config/smoke.yaml with the `mplug_tiny` model (< 1M params) and tiny step counts."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    entry = next(iter(cfg["models"].values()))
+    entry.update(arch="mplug_tiny", stride=3)
+    cfg["models"] = {"mplug_tiny": entry}
+    sizes = {"image_res": 32, "embed_dim": 16, "queue_size": 64, "batch_size": batch_size,
+             "max_steps": max_steps, "log_every": 1, "save_every": 1000, "warmup_steps": 2,
+             **train_over}
+    for section in ("pretrain", "finetune"):
+        for job in cfg[section].values():
+            job["train"] = {**job["train"], **sizes}
+            if job["train"].get("scst"):
+                job["train"]["batch_size"] = 4
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path

@@ -16,8 +16,9 @@ from torch import nn
 
 
 class ToyModel(nn.Module):
-    def __init__(self, dim: int = 16):
+    def __init__(self, dim: int = 16, momentum: bool = True):
         super().__init__()
+        self.momentum_pairs = ["head"] if momentum else []
         self.visual_encoder = nn.Sequential(nn.Linear(dim, dim), nn.GELU())
         self.text = nn.Linear(dim, dim)
         self.LayerNorm = nn.LayerNorm(dim)
@@ -32,8 +33,9 @@ class ToyModel(nn.Module):
         h = self.drop(self.LayerNorm(self.visual_encoder(batch["image"]) + self.text(batch["image"])))
         logits = self.head(h)
         with torch.no_grad():
-            for p, pm in zip(self.head.parameters(), self.head_m.parameters()):
-                pm.data.mul_(0.9).add_(p.data, alpha=0.1)
+            if self.momentum_pairs:
+                for p, pm in zip(self.head.parameters(), self.head_m.parameters()):
+                    pm.data.mul_(0.9).add_(p.data, alpha=0.1)
             i = int(self.queue_ptr.item())
             self.queue[i] = h.detach().mean(0).to(self.queue.dtype)
             self.queue_ptr[0] = (i + 1) % self.queue.size(0)
