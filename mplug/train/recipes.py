@@ -188,15 +188,16 @@ def caption_references(dataset) -> dict:
 
 
 # ----------------------------------------------------------------------------- model
-def model_overrides(settings: TrainSettings, model_settings: dict, vocab_size: int, arch: str) -> dict:
-    from mplug.models import get_config
+def model_overrides(settings: TrainSettings, model_settings: dict, tokenizer: Any, arch: str) -> dict:
+    """build_model overrides: the train section's, the model entry's stride/schedule, and the
+    vocabulary rule shared with evaluation (`mplug.data.tokenizer.vocab_overrides`)."""
+    from mplug.data.tokenizer import vocab_overrides
 
     over = dict(settings.model_overrides)
     for key in ("stride", "schedule"):
         if model_settings.get(key) is not None:
             over[key] = model_settings[key]
-    if vocab_size > get_config(arch).text.vocab_size:  # the synthetic world's vocab, as eval does
-        over["vocab_size"] = vocab_size
+    over.update(vocab_overrides(tokenizer, arch))
     return over
 
 

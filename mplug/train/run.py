@@ -11,23 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mplug.errors import ConfigError, DataError
+from mplug.errors import ConfigError
 from mplug.train import recipes
 from mplug.train.settings import parse_train_settings
 from mplug.utils.logging import get_logger
 
 log = get_logger("mplug.train")
-
-
-def find_tokenizer(cfg: dict, data_dir: Path) -> Path:
-    """The run's tokenizer: `tokenizer:` in the config, else the synthetic world's vocab.txt."""
-    if cfg.get("tokenizer"):
-        return Path(cfg["tokenizer"])
-    for d in (data_dir, data_dir.parent):
-        if (d / "vocab.txt").is_file():
-            return d / "vocab.txt"
-    raise DataError(f"no vocab.txt in {data_dir}: set `tokenizer:` in the config (bert-base-uncased "
-                    "vocab.txt or a tokenizer folder) or make the synthetic world with `mplug data synth`")
 
 
 def resolve_stage(cfg: dict, kind: str, task: str, stage: str | None) -> str:
@@ -61,7 +50,7 @@ def train(kind: str, task: str, config: str | Path, model: str, stage: str | Non
     import torch
 
     from mplug.config import load_config, model_settings, train_settings
-    from mplug.data.tokenizer import load_tokenizer
+    from mplug.data.tokenizer import find_vocab, load_tokenizer
     from mplug.models import build_model
     from mplug.train.loop import _set_seed, fit
     from mplug.utils.provenance import config_hash
@@ -85,9 +74,9 @@ def train(kind: str, task: str, config: str | Path, model: str, stage: str | Non
         log.info("%s.%s=%r is not used by training (see mplug/train/settings.py)", where, key, value)
 
     data_dir = Path(data)
-    tok = load_tokenizer(find_tokenizer(cfg, data_dir))
+    tok = load_tokenizer(find_vocab(data_dir, cfg.get("tokenizer")))
     _set_seed(int(cfg["seed"]))  # model init is a function of the seed
-    over = recipes.model_overrides(settings, msettings, len(tok), arch)
+    over = recipes.model_overrides(settings, msettings, tok, arch)
     net = build_model(arch, model_task, **over)
     init_info: dict[str, Any] | None = None
     if init:
