@@ -395,31 +395,24 @@ def synth_manifest(cfg: dict) -> str:
     return f"{data_root(cfg)}/manifest.json"
 
 
+def rule_log(cfg: dict, rule: str, *parts: str) -> str:
+    """Log of one rule's job: `logs/<run>/<rule>/<part>/.../<last part>.log` (the shape `_log`
+    in workflow/rules/common.smk gives every rule, e.g. evaluate/<model>/<job>/<split>.log)."""
+    return "/".join(("logs", cfg["run"], rule, *parts)) + ".log"
+
+
 def table_inputs(cfg: dict, table: int) -> list[str]:
-    """The result files the report needs for Table `table` (1..12), in this run's layout."""
-    out: list[str] = []
-    models = enabled_models(cfg)
-    for key, model in models.items():
-        for job in model["evaluate"]:
-            if table in cfg["evaluate"][job].get("tables", []):
-                out += [eval_json(cfg, key, job, s) for s in cfg["evaluate"][job]["splits"]]
-    bench = cfg["bench"]
-    if table == 6 and bench.get("train", {}).get("enabled", False):
-        out.append(bench_json(cfg, "train"))
-    if table == 11:
-        out += [f"{checkpoint_dir(cfg, k, j)}/summary.json"
-                for k, m in models.items() for j in m["finetune"]]
-    if table == 12:
-        if cfg["data"]["source"] == "synth":
-            out.append(synth_manifest(cfg))
-        else:
-            used = {d for m in models.values() for s in m["pretrain"]
-                    for d in cfg["pretrain"][s]["datasets"]}
-            out += [data_stats(cfg, d) for d, e in cfg["data"]["datasets"].items()
-                    if e.get("pretraining", False) and d in used]
-    return list(dict.fromkeys(out))
+    """The result files Table `table` (1..12) is made from, in this run's layout: exactly the
+    files the report reads for it. The map lives in mplug.report.mapping (CELLS: published cell
+    -> evaluation job, split, metric keys); this only resolves it, so the DAG and the report
+    cannot disagree."""
+    from mplug.report.mapping import table_files  # the report's map imports this module
+
+    return table_files(cfg, table)
 
 
 def figure_inputs(cfg: dict) -> list[str]:
     """Figures 1, 3, 4 come from the fusion benchmark."""
-    return [bench_json(cfg, "fusion")] if cfg["bench"].get("fusion", {}).get("enabled") else []
+    from mplug.report.mapping import figure_files
+
+    return figure_files(cfg)

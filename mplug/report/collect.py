@@ -34,7 +34,7 @@ class Repro:
 
 @dataclass
 class RunContext:
-    """Where the run's files are and what the run is."""
+    """Where the run's files are and what the run is (its validated run config)."""
 
     results: Path
     data: Path
@@ -42,46 +42,54 @@ class RunContext:
     tolerance: float = 1.0
     _cache: dict[Path, tuple[Any, str]] = field(default_factory=dict)
 
+    @property
+    def root(self) -> Path:
+        """The project root: `results/<run>`'s grandparent (logs/ lives there too)."""
+        return self.results.parent.parent
+
     def rel(self, path: Path) -> str:
         try:
             return str(path.resolve().relative_to(Path.cwd().resolve()))
         except ValueError:
             return str(path)
 
-    def resolve(self, rel: str, variant: str | None = None) -> Path:
-        """results/<run>/<rel>, or results/<run>/<model_key>/<rel> when the workflow nests results
-        per model (the folder named like the variant first, e.g. `large/`)."""
-        direct = self.results / rel
-        if direct.exists() or not self.results.is_dir():
-            return direct
-        depth = len(Path(rel).parts) + 1  # the model-key folder's position from the end
-        nested = sorted(self.results.glob(f"*/{rel}"),
-                        key=lambda p: (p.parts[-depth] != variant, str(p)))
-        return nested[0] if nested else direct
+    def locate(self, layout_path: str) -> Path:
+        """A project-relative run-layout path (mplug.config helpers) -> the file on disk, honouring
+        `--results` / `--data` when they point elsewhere than results/<run>, data/<run>."""
+        run = str(self.config.get("run", self.results.name))
+        for prefix, base in ((f"results/{run}/", self.results), (f"data/{run}/", self.data)):
+            if layout_path.startswith(prefix):
+                return base / layout_path[len(prefix):]
+        return self.root / layout_path
 
-    def load(self, path: Path) -> tuple[Any, str]:
-        """(parsed JSON, "") or (None, reason). Cached: many cells share a file."""
+    def load(self, path: Path, log: str | None = None) -> tuple[Any, str]:
+        """(parsed JSON, "") or (None, reason). Cached: many cells share a file. `log` is the
+        project-relative log of the rule that writes `path` (named when the file is missing)."""
         if path not in self._cache:
-            self._cache[path] = self._load(path)
+            self._cache[path] = self._load(path, log)
         return self._cache[path]
 
-    def _load(self, path: Path) -> tuple[Any, str]:
+    def _load(self, path: Path, log: str | None) -> tuple[Any, str]:
         if not path.is_file():
-            return None, self._missing_reason(path)
+            return None, self._missing_reason(path, log)
         try:
             return read_json(path), ""
         except (ValueError, OSError, UnicodeDecodeError) as err:
             return None, f"malformed result: {err}"
 
-    def _missing_reason(self, path: Path) -> str:
-        try:
-            rel = path.relative_to(self.results)
-        except ValueError:
-            return f"missing file {self.rel(path)}"
-        log = mapping.log_path_for(rel, self.results)
-        if log.is_file():
-            return f"rule failed: no {self.rel(path)}; log {self.rel(log)}: {_last_line(log)}"
+    def _missing_reason(self, path: Path, log: str | None) -> str:
+        logp = self.locate(log) if log else None
+        if logp is not None and logp.is_file():
+            return f"rule failed: no {self.rel(path)}; log {self.rel(logp)}: {_last_line(logp)}"
         return f"missing file {self.rel(path)} (not run yet)"
+
+    def load_source(self, src: mapping.Source) -> tuple[Any, str, Path | None]:
+        """(data, reason, path) of a located source; reason says why there is no data."""
+        if src.path is None:
+            return None, src.reason, None
+        path = self.locate(src.path)
+        data, reason = self.load(path, src.log)
+        return data, reason, path
 
 
 def _last_line(path: Path, limit: int = 200) -> str:
@@ -107,18 +115,6 @@ def find_key(tree: Any, names: tuple[str, ...], path: str = "") -> list[tuple[st
     return found
 
 
-def run_variant(config: dict[str, Any]) -> tuple[str | None, str]:
-    """('base'|'large'|None, model name) from the run config's model name(s)."""
-    names = [v if isinstance(v, str) else (v.get("name") if isinstance(v, dict) else None)
-             for _, v in find_key(config, ("model", "model_name", "arch"))]
-    names = [n for n in names if isinstance(n, str)]
-    for n in names:
-        for variant in ("large", "base"):
-            if variant in n.lower():
-                return variant, n
-    return None, names[0] if names else "unknown"
-
-
 def is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -130,36 +126,61 @@ def status_for(value: float, published: float | None, tol: float) -> tuple[str, 
     return (MATCH if abs(delta) <= tol + 1e-9 else DIFFERS), delta
 
 
+_PHASES = {"testdev": "test-dev", "teststd": "test-std", "teststandard": "test-std"}
+
+
+def server_phase(name: Any) -> str | None:
+    """'test_dev' / 'test-dev' -> 'test-dev'; 'test-standard' -> 'test-std'; else None."""
+    return _PHASES.get("".join(ch for ch in str(name).lower() if ch.isalnum()))
+
+
+def _server_value(data: dict, metrics: dict, cell: mapping.CellMap) -> Any:
+    """The EvalAI score of the cell's phase: `metrics[<phase>].overall` (both phases imported
+    into the one `test` file), or a flat `metrics.overall` when the file names its phase
+    (`phase`, or a `split` that is a phase name)."""
+    for k, v in metrics.items():
+        if server_phase(k) == cell.server_phase and isinstance(v, dict):
+            return next((v[x] for x in cell.keys if x in v), None)
+    named = server_phase(metrics.get("phase") or data.get("phase") or data.get("split") or "")
+    return metrics.get("overall") if named == cell.server_phase else None
+
+
 def metric_cell(ctx: RunContext, cell: mapping.CellMap, published: float | None) -> Repro:
     """Reproduction of one metrics-JSON cell (Tables 1-5, 7-10)."""
-    variant, model = run_variant(ctx.config)
-    if cell.pretrain == "4M":
-        return Repro(NOT_RUN, reason="needs a run pre-trained on the 4M set only; this harness "
-                                     "pre-trains on 14M then continues on 4M")
-    if cell.variant and variant and cell.variant != variant:
-        return Repro(NOT_RUN, reason=f"needs a mplug_{cell.variant} run (this run: {model})")
-    if cell.variant and not variant and cell.variant != "large":
-        return Repro(NOT_RUN, reason=f"needs a mplug_{cell.variant} run; this run ({model}) "
-                                     "fills the mPLUGViT-L row")
-    path = ctx.resolve(cell.path, variant=cell.variant or variant)
-    data, reason = ctx.load(path)
-    src = ctx.rel(path)
+    src = mapping.locate_cell(ctx.config, cell)
+    data, reason, path = ctx.load_source(src)
+    if path is None:
+        return Repro(NOT_RUN, reason=reason)
+    where = ctx.rel(path)
     if data is None:
-        if cell.server and not path.is_file():
-            return Repro(SERVER, reason=f"needs server submission (EvalAI): submit the predictions "
-                                        f"and save the score as {src} "
-                                        '{"task","split","metrics":{"overall":...}}', source=src)
-        return Repro(NOT_RUN, reason=reason, source=src)
+        return Repro(NOT_RUN, reason=reason, source=where)
     if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
-        return Repro(NOT_RUN, reason=f"malformed result: {src} has no 'metrics' object", source=src)
+        return Repro(NOT_RUN, reason=f"malformed result: {where} has no 'metrics' object",
+                     source=where)
     prov = data.get("provenance") if isinstance(data.get("provenance"), dict) else None
-    key = next((k for k in cell.keys if k in data["metrics"]), None)
-    if key is None:
-        return Repro(NOT_RUN, reason=f"malformed result: {src} has none of the keys "
-                                     f"{list(cell.keys)} in 'metrics'", source=src, provenance=prov)
-    value = data["metrics"][key]
+    metrics = data["metrics"]
+    if cell.server_phase and src.split == cell.split:
+        value = _server_value(data, metrics, cell)
+        if value is None:
+            sub = metrics.get("submission_file") or f"{Path(where).parent}/*.evalai_submission.json"
+            return Repro(SERVER, reason=f"needs server submission (EvalAI, {cell.server_phase} "
+                                        f"phase): upload {sub}, then store the score in {where} "
+                                        f'as metrics["{cell.server_phase}"]["overall"]',
+                         source=where, provenance=prov)
+        key = f"{cell.server_phase}.overall"
+    else:
+        key = next((k for k in cell.keys if k in metrics), None)
+        if key is None:
+            return Repro(NOT_RUN, reason=f"malformed result: {where} has none of the keys "
+                                         f"{list(cell.keys)} in 'metrics'", source=where,
+                         provenance=prov)
+        value = metrics[key]
     if not is_number(value):
-        return Repro(NOT_RUN, reason=f"malformed result: {src} metrics.{key} = {value!r} is not a "
-                                     "number", source=src, provenance=prov)
+        why = (metrics.get("unavailable") or {}).get(key) if isinstance(
+            metrics.get("unavailable"), dict) else None
+        return Repro(NOT_RUN, reason=f"malformed result: {where} metrics.{key} = {value!r} is not "
+                                     f"a number" + (f" ({why})" if why else ""),
+                     source=where, provenance=prov)
     status, delta = status_for(float(value), published, ctx.tolerance)
-    return Repro(status, float(value), delta=delta, source=src, provenance=prov)
+    return Repro(status, float(value), delta=delta, reason=src.note, source=where,
+                 provenance=prov)

@@ -1,31 +1,28 @@
-"""Which result file (and JSON key) reproduces which published cell. One data structure: `CELLS`.
+"""Which result file feeds which published cell: the ONE map, shared by the report and the DAG.
 
-Every mPLUG cell of Tables 1-5 and 7-10 maps to a metrics JSON under the run's results folder
-(`results/<run>/eval/<eval>/<split>/metrics.json`, contract in docs/architecture.md) and a list of
-candidate keys in its `metrics` object (the first present wins; values in percent). Table 6 reads
-`bench/train.json`, Table 11 the fine-tuning summaries, Table 12 the data folders' `stats.json`.
+`CELLS` says, for every mPLUG cell of Tables 1-5 and 7-10, which evaluation JOB of the run config
+(`evaluate:` section), which SPLIT, which keys of the metrics JSON (first present wins; values
+in percent) and which model variant / pre-training corpus the row needs. Tables 6, 11 and 12 have
+their own small maps below (benchmark rows, fine-tuning jobs, pre-training corpora).
 
-Eval folder names (`<eval>`) are the CLI task names, plus these checkpoint variants:
-- `caption_ce`: the caption model after the cross-entropy stage (Table 1, cross-entropy columns);
-  `caption` is the final model after CIDEr optimisation (SCST).
-- `nocaps`: the COCO-fine-tuned caption model on NoCaps val (Table 1, Table 7 mPLUG†);
-  `nocaps_zeroshot`: the pre-trained model with the prompt (Table 7 mPLUG).
-- `retrieval_flickr_zeroshot` (pre-trained) / `retrieval_flickr_zeroshot_coco` (COCO-retrieval
-  fine-tuned), both on Flickr30K test without Flickr fine-tuning (Table 8 mPLUG / mPLUG†).
-- `video_retrieval` (pre-trained) / `video_retrieval_coco` (COCO-retrieval fine-tuned) (Table 9).
-- `grounding/<dataset>_<split>`: e.g. `grounding/refcoco+_testA`, `grounding/refcocog_test_u`.
+File paths are never written here: `locate_cell` / `locate_finetune` / `table12_files` pick the
+model key of the run config that plays the row and compute the path with the run-layout helpers
+of `mplug.config` (`eval_json`, `checkpoint_dir`, `bench_json`, `data_stats`, `synth_manifest`),
+which are the paths the Snakemake rules write. `table_files(cfg, n)` is what the report reads for
+Table n; `mplug.config.table_inputs` returns exactly that, so the `tableNN` targets build what the
+report reads and nothing else can disagree.
 
-A rule that fails should leave its log at `LOG_DIR/<run>/<output path without .json>.log`
-(e.g. `logs/smoke/eval/caption/test/metrics.log`); the report then names that log as the reason.
-
-The workflow derives each `tableNN` target's inputs with `inputs_for_table(n, run_dir)`.
+The `tables:` list of each `evaluate:` job in a run config is a label for humans; it must agree
+with this map (`tables_label_mismatches`, checked by the tests and noted in the report).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-# Metric-key candidates (first present wins). Primary names follow pycocoevalcap / ALBEF.
+from mplug import config as mcfg
+
+# Metric-key candidates (first present wins). Names are what mplug/eval writes (pycocoevalcap,
+# official itm_eval, VQA `overall`); older aliases follow.
 K_B4 = ("Bleu_4", "BLEU@4", "bleu4")
 K_METEOR = ("METEOR", "meteor")
 K_CIDER = ("CIDEr", "cider")
@@ -33,151 +30,176 @@ K_SPICE = ("SPICE", "spice")
 K_ACC = ("accuracy", "acc")
 K_VQA = ("overall", "accuracy")
 K_GROUND = ("acc@0.5", "accuracy", "acc")
+# NoCaps: mplug/eval/caption_eval.score_nocaps writes "<domain>/<metric>" per domain + overall.
+K_NOCAPS = {"in": ("in-domain/CIDEr", "CIDEr_in"), "near": ("near-domain/CIDEr", "CIDEr_near"),
+            "out": ("out-domain/CIDEr", "CIDEr_out"), "C": ("overall/CIDEr",) + K_CIDER,
+            "S": ("overall/SPICE",) + K_SPICE}
 
 
-def _r(prefix: str, k: int) -> tuple[str, ...]:
-    alt = {"txt": "tr", "img": "ir", "t2v": "vid"}[prefix]
-    return (f"{prefix}_r{k}", f"{alt}_r{k}")
+def _r(direction: str, k: int) -> tuple[str, ...]:
+    """Recall keys of official itm_eval: `txt_rK` = text retrieval (image -> text, TR), `img_rK`
+    = image retrieval (text -> image, IR). For video retrieval the video plays the image, so
+    text-to-video recall (Table 9) is `img_rK`."""
+    return {"TR": (f"txt_r{k}", f"tr_r{k}"), "IR": (f"img_r{k}", f"ir_r{k}"),
+            "T2V": (f"img_r{k}", f"t2v_r{k}", f"vid_r{k}")}[direction]
+
+
+VARIANTS = ("base", "large")
 
 
 @dataclass(frozen=True)
 class CellMap:
-    """One published mPLUG cell and where its reproduction lives."""
+    """One published mPLUG cell and the evaluation that reproduces it."""
 
     table: int
     model: str
     pretrain_data: str
     setting: str
     metric: str
-    path: str                      # relative to results/<run>/
-    keys: tuple[str, ...]          # candidate keys in the file's "metrics" object
-    variant: str | None = None     # 'base' / 'large': the row needs a run of that model size
-    pretrain: str | None = None    # '4M': the row needs a run pretrained on that set only
-    server: bool = False           # the split is scored only by an evaluation server
+    job: str                        # evaluation job (`evaluate:` key of the run config)
+    split: str                      # split the job writes (`evaluate.<job>.splits`)
+    keys: tuple[str, ...]           # candidate keys in the file's "metrics" object
+    variant: str | None = None      # 'base' / 'large': the row needs a model of that size
+    pretrain: str | None = None     # '14M' / '4M': the row needs that pre-training corpus
+    server_phase: str | None = None  # 'test-dev' / 'test-std': scored by the EvalAI server
+    stand_ins: tuple[str, ...] = ()  # splits shown (and labelled) when the run lacks `split`
 
     @property
     def row(self) -> tuple[str, str]:
         return (self.model, self.pretrain_data)
 
+    @property
+    def key(self) -> tuple[int, str, str, str, str]:
+        return (self.table, self.model, self.pretrain_data, self.setting, self.metric)
+
 
 def _t1() -> list[CellMap]:
     out = []
-    for setting, ev in (("COCO Karpathy test, cross-entropy", "caption_ce"),
-                        ("COCO Karpathy test, CIDEr optimization", "caption")):
+    for setting, job in (("COCO Karpathy test, cross-entropy", "caption_ce"),
+                         ("COCO Karpathy test, CIDEr optimization", "caption")):
         for metric, keys in (("B@4", K_B4), ("M", K_METEOR), ("C", K_CIDER), ("S", K_SPICE)):
-            out.append(CellMap(1, "mPLUG", "14M", setting, metric, f"eval/{ev}/test/metrics.json", keys))
-    for metric, keys in (("C", K_CIDER), ("S", K_SPICE)):
-        out.append(CellMap(1, "mPLUG", "14M", "NoCaps val", metric, "eval/nocaps/val/metrics.json", keys))
+            out.append(CellMap(1, "mPLUG", "14M", setting, metric, job, "test", keys))
+    for metric in ("C", "S"):
+        out.append(CellMap(1, "mPLUG", "14M", "NoCaps val", metric, "nocaps", "val",
+                           K_NOCAPS[metric]))
     return out
 
 
 def _t2() -> list[CellMap]:
+    # The workflow evaluates VQA once on `test` (the test2015 questions) and writes the EvalAI
+    # submission; test-dev and test-std are two phases of the server scoring that same file.
+    # A run whose data has no test split (the synthetic world) shows val/minival, labelled.
     out = []
-    for model, data, variant, pre in (("mPLUGViT-B", "4M", "base", "4M"),
-                                      ("mPLUGViT-B", "14M", "base", None),
-                                      ("mPLUGViT-L", "14M", "large", None)):
-        for setting, split in (("VQA v2 test-dev", "test_dev"), ("VQA v2 test-std", "test_std")):
-            out.append(CellMap(2, model, data, setting, "Acc", f"eval/vqa/{split}/metrics.json",
-                               K_VQA, variant=variant, pretrain=pre, server=True))
+    for model, data, variant in (("mPLUGViT-B", "4M", "base"), ("mPLUGViT-B", "14M", "base"),
+                                 ("mPLUGViT-L", "14M", "large")):
+        for setting, phase in (("VQA v2 test-dev", "test-dev"), ("VQA v2 test-std", "test-std")):
+            out.append(CellMap(2, model, data, setting, "Acc", "vqa", "test", K_VQA,
+                               variant=variant, pretrain=data, server_phase=phase,
+                               stand_ins=("minival", "val")))
     return out
 
 
 def _t3() -> list[CellMap]:
-    out = []
-    for setting, ev in (("MSCOCO 5K test", "retrieval_coco"), ("Flickr30K 1K test", "retrieval_flickr")):
-        for d, prefix in (("TR", "txt"), ("IR", "img")):
-            for k in (1, 5, 10):
-                out.append(CellMap(3, "mPLUG", "14M", setting, f"{d} R@{k}",
-                                   f"eval/{ev}/test/metrics.json", _r(prefix, k)))
-    return out
+    return [CellMap(3, "mPLUG", "14M", setting, f"{d} R@{k}", job, "test", _r(d, k))
+            for setting, job in (("MSCOCO 5K test", "retrieval_coco"),
+                                 ("Flickr30K 1K test", "retrieval_flickr"))
+            for d in ("TR", "IR") for k in (1, 5, 10)]
 
 
-GROUNDING_SPLITS = {  # published setting -> eval split folder
-    "RefCOCO val": "refcoco_val", "RefCOCO testA": "refcoco_testA", "RefCOCO testB": "refcoco_testB",
-    "RefCOCO+ val": "refcoco+_val", "RefCOCO+ testA": "refcoco+_testA",
-    "RefCOCO+ testB": "refcoco+_testB", "RefCOCOg val-u": "refcocog_val_u",
-    "RefCOCOg test-u": "refcocog_test_u",
+GROUNDING = {  # published setting -> (evaluation job, split)
+    "RefCOCO val": ("grounding_refcoco", "val"), "RefCOCO testA": ("grounding_refcoco", "testA"),
+    "RefCOCO testB": ("grounding_refcoco", "testB"),
+    "RefCOCO+ val": ("grounding_refcoco_plus", "val"),
+    "RefCOCO+ testA": ("grounding_refcoco_plus", "testA"),
+    "RefCOCO+ testB": ("grounding_refcoco_plus", "testB"),
+    "RefCOCOg val-u": ("grounding_refcocog", "val_u"),
+    "RefCOCOg test-u": ("grounding_refcocog", "test_u"),
 }
 
 
 def _t4() -> list[CellMap]:
-    return [CellMap(4, "mPLUG", "", s, "Acc@0.5", f"eval/grounding/{d}/metrics.json", K_GROUND)
-            for s, d in GROUNDING_SPLITS.items()]
+    return [CellMap(4, "mPLUG", "", s, "Acc@0.5", job, split, K_GROUND)
+            for s, (job, split) in GROUNDING.items()]
 
 
 def _t5() -> list[CellMap]:
-    return [CellMap(5, "mPLUG", "", s, "Acc", f"eval/{ev}/{sp}/metrics.json", K_ACC)
-            for s, ev, sp in (("NLVR2 dev", "nlvr2", "dev"), ("NLVR2 test-P", "nlvr2", "test_p"),
-                              ("SNLI-VE dev", "snli_ve", "dev"), ("SNLI-VE test", "snli_ve", "test"))]
+    return [CellMap(5, "mPLUG", "", s, "Acc", job, split, K_ACC)
+            for s, job, split in (("NLVR2 dev", "nlvr2", "dev"), ("NLVR2 test-P", "nlvr2", "test_p"),
+                                  ("SNLI-VE dev", "snli_ve", "dev"),
+                                  ("SNLI-VE test", "snli_ve", "test"))]
 
 
 def _t7() -> list[CellMap]:
-    out = []
-    for model, ev in (("mPLUG", "nocaps_zeroshot"), ("mPLUG†", "nocaps")):
-        for metric, keys in (("CIDEr In", ("CIDEr_in", "in_CIDEr")),
-                             ("CIDEr Near", ("CIDEr_near", "near_CIDEr")),
-                             ("CIDEr Out", ("CIDEr_out", "out_CIDEr")),
-                             ("CIDEr Overall", K_CIDER)):
-            out.append(CellMap(7, model, "", "NoCaps val", metric, f"eval/{ev}/val/metrics.json", keys))
-    return out
+    # mPLUG: the pre-trained model with the prompt; mPLUG†: the COCO-fine-tuned caption model.
+    return [CellMap(7, model, "", "NoCaps val", f"CIDEr {name}", job, "val", K_NOCAPS[dom])
+            for model, job in (("mPLUG", "nocaps_zeroshot"), ("mPLUG†", "nocaps"))
+            for name, dom in (("In", "in"), ("Near", "near"), ("Out", "out"), ("Overall", "C"))]
 
 
 def _t8() -> list[CellMap]:
-    out = []
-    for model, ev in (("mPLUG", "retrieval_flickr_zeroshot"), ("mPLUG†", "retrieval_flickr_zeroshot_coco")):
-        for metric, keys in (("TR R@1", _r("txt", 1)), ("TR R@5", _r("txt", 5)),
-                             ("IR R@1", _r("img", 1)), ("IR R@5", _r("img", 5))):
-            out.append(CellMap(8, model, "", "Flickr30K (zero-shot)", metric,
-                               f"eval/{ev}/test/metrics.json", keys))
-    return out
+    # mPLUG: pre-trained; mPLUG†: fine-tuned on COCO retrieval; neither saw Flickr30K training.
+    return [CellMap(8, model, "", "Flickr30K (zero-shot)", f"{d} R@{k}", job, "test", _r(d, k))
+            for model, job in (("mPLUG", "retrieval_flickr_zeroshot"),
+                               ("mPLUG†", "retrieval_flickr_zeroshot_coco"))
+            for d, k in (("TR", 1), ("TR", 5), ("IR", 1), ("IR", 5))]
 
 
 def _t9() -> list[CellMap]:
-    return [CellMap(9, model, "14M", "MSRVTT 1k test", f"R@{k}", f"eval/{ev}/test/metrics.json", _r("t2v", k))
-            for model, ev in (("mPLUG", "video_retrieval"), ("mPLUG †", "video_retrieval_coco"))
+    return [CellMap(9, model, "14M", "MSRVTT 1k test", f"R@{k}", job, "test", _r("T2V", k))
+            for model, job in (("mPLUG", "video_retrieval"), ("mPLUG †", "video_retrieval_coco"))
             for k in (1, 5, 10)]
 
 
 def _t10() -> list[CellMap]:
-    return [CellMap(10, "mPLUG", "", s, m, f"eval/{ev}/test/metrics.json", keys)
-            for s, m, ev, keys in (("MSRVTT-QA", "Acc", "video_qa_msrvtt", K_ACC),
-                                   ("MSVD-QA", "Acc", "video_qa_msvd", K_ACC),
-                                   ("VATEX-Cap", "CIDEr", "video_caption", K_CIDER))]
+    return [CellMap(10, "mPLUG", "", s, m, job, "test", keys)
+            for s, m, job, keys in (("MSRVTT-QA", "Acc", "video_qa_msrvtt", K_ACC),
+                                    ("MSVD-QA", "Acc", "video_qa_msvd", K_ACC),
+                                    ("VATEX-Cap", "CIDEr", "video_caption", K_CIDER))]
 
 
-CELLS: tuple[CellMap, ...] = tuple(_t1() + _t2() + _t3() + _t4() + _t5() + _t7() + _t8() + _t9() + _t10())
+CELLS: tuple[CellMap, ...] = tuple(_t1() + _t2() + _t3() + _t4() + _t5() + _t7() + _t8()
+                                   + _t9() + _t10())
 
-# ---- Table 6: training throughput, from `bench/train.json` rows matched by their "setting".
-TABLE6_BENCH = "bench/train.json"
+# Published mPLUG cells this harness does not reproduce on purpose: CellMap.key (or the row
+# (table, model, pretrain_data)) -> reason. The report shows the reason; the tests require every
+# published mPLUG cell to be either run by config/config.yaml or listed here. Empty today: the
+# paper's run covers every mPLUG cell.
+NOT_REPRODUCED: dict[tuple, str] = {}
+
+# ---- Table 6: training throughput, from the `train` benchmark rows matched by their "setting".
+TABLE6_BENCH = "train"
 TABLE6_SETTINGS = {  # published row -> accepted `setting` names (compared lower-case, alnum only)
     "baseline": ("baseline", "fp32"),
     "+ BFloat16": ("bf16", "bfloat16", "+bf16", "+bfloat16"),
-    "+ Gradient Checkpoint": ("gradientcheckpoint", "gradientcheckpointing", "gradckpt", "bf16gradckpt",
-                              "+gradient_checkpoint", "+grad_ckpt", "checkpoint"),
+    "+ Gradient Checkpoint": ("gradientcheckpoint", "gradientcheckpointing", "gradckpt",
+                              "bf16gradckpt", "+gradient_checkpoint", "+grad_ckpt", "checkpoint"),
     "+ ZeRO": ("zero", "+zero", "bf16gradckptzero", "zero2"),
 }
-FIGURE_BENCH = "bench/fusion.json"   # Figures 1, 3, 4
-OTHER_BENCH = ("bench/generate.json", "bench/retrieval.json")
+FIGURE_BENCH = "fusion"                 # Figures 1, 3, 4
+OTHER_BENCH = ("generate", "retrieval")  # the harness's own fast paths, shown as tables
 
-# ---- Table 11: hyper-parameters actually used, from each fine-tuning's summary.json.
-TABLE11_FINETUNE = {  # published task -> finetune folders under results/<run>/finetune/
+# ---- Table 11: hyper-parameters actually used, from each fine-tuning job's summary.json.
+TABLE11_JOBS = {  # published task -> fine-tuning jobs (`finetune:` keys of the run config)
     "VQA": ("vqa",),
     "Captioning†": ("caption_ce", "caption_scst"),
     "Retrieval": ("retrieval_coco", "retrieval_flickr"),
-    "Visual Grounding": ("grounding",),
+    # Table 11's row is the mixed RefCOCO/+/g stage; the per-dataset stages (2e-6) follow it.
+    "Visual Grounding": ("grounding_mixed",),
     "NLVR2": ("nlvr2",),
     "SNLI-VE": ("snli_ve",),
 }
-# Keys looked up in summary.json (top level, then under "hparams" / "config"), first found wins.
+# Where the trainer (mplug/train/loop.py) records the settings it used: summary["run"]["settings"]
+# (the resolved `finetune.<job>.train` block). Top level, "hparams", "config" are older shapes.
+HPARAM_SCOPES = (("run", "settings"), (), ("hparams",), ("config",))
 HPARAM_KEYS = {
-    "lr": ("lr", "lr_text", "lr1", "learning_rate"),
-    "lr_visual": ("lr_visual", "lr_vision", "lr2"),
-    "batch_size": ("global_batch_size", "batch_size_total", "batch_size"),
+    "lr": ("lr_text", "lr", "lr1", "learning_rate"),
+    "lr_visual": ("lr_vision", "lr_visual", "lr2"),
+    "batch_size": ("batch_size", "global_batch_size", "batch_size_total"),
     "epochs": ("epochs", "max_epochs", "num_epochs"),
 }
 
-# ---- Table 12: pre-training data obtained, from data/<run>/<folder>/stats.json.
-TABLE12_STATS = ("pretrain_14m", "pretrain_4m")   # folders whose "by_source" breaks counts down
+# ---- Table 12: pre-training data obtained, from the pre-training datasets' stats.json
+# `components` object (mplug/data/preprocess_pretrain.py): {corpus: {images_obtained, ...}}.
 TABLE12_SOURCES = {"COCO": "coco", "VG": "vg", "SBU": "sbu", "CC3M": "cc3m", "CC12M": "cc12m"}
 
 
@@ -185,67 +207,158 @@ def cells_for_table(table: int) -> list[CellMap]:
     return [c for c in CELLS if c.table == table]
 
 
-LOG_DIR = "logs"
+# ------------------------------------------------------------------------ locating files
 
 
-def log_path_for(rel: str | Path, run_dir: str | Path) -> Path:
-    """Where the rule writing `rel` (a path relative to results/<run>/) keeps its log.
+@dataclass(frozen=True)
+class Source:
+    """Where (in the run layout) a cell's value lives, or why the run has none.
 
-    The workflow logs to `logs/<run>/<rule>/<model>/<job>[/<split>].log` (`_log` in
-    workflow/rules/common.smk): an evaluation's rule is `evaluate` or `zeroshot` and its model key
-    is not in `rel`, so existing logs of that shape are looked for first; otherwise the path
-    mirrors `rel` under logs/<run>/."""
-    import glob
+    `path` and `log` are project-relative, exactly as mplug.config's helpers (= the rules)
+    write them: `results/<run>/<model_key>/...`, `logs/<run>/<rule>/...`."""
 
-    run_dir = Path(run_dir)
-    logs = run_dir.parent.parent / LOG_DIR / run_dir.name
-    parts = Path(rel).parts
-    if len(parts) > 1 and parts[0] not in ("eval", "finetune", "pretrain", "bench"):
-        parts = parts[1:]  # results nested under a model-key folder
-    pattern = None
-    if parts[0] == "eval" and len(parts) >= 3:
-        pattern = f"*/*/{glob.escape(parts[1])}/{glob.escape(parts[2])}.log"
-    elif parts[0] in ("finetune", "pretrain") and len(parts) >= 2:
-        pattern = f"{parts[0]}/*/{glob.escape(parts[1])}.log"
-    elif parts[0] == "bench" and len(parts) == 2:
-        pattern = f"bench/{glob.escape(Path(parts[1]).stem)}.log"
-    found = sorted(logs.glob(pattern)) if pattern and logs.is_dir() else []
-    return found[0] if found else logs / Path(rel).with_suffix(".log")
+    path: str | None
+    model_key: str | None = None
+    split: str | None = None
+    log: str | None = None
+    note: str = ""       # e.g. a stand-in split
+    reason: str = ""     # set when path is None: why the run has no such file
 
 
-def data_dir_for(run_dir: str | Path) -> Path:
-    """`results/<run>` -> `data/<run>` (siblings under the same project root)."""
-    run_dir = Path(run_dir)
-    return run_dir.parent.parent / "data" / run_dir.name
+def arch_variant(arch: str) -> str | None:
+    """'base' / 'large' from a registry name; None for test-size models (smoke, tiny)."""
+    return next((v for v in VARIANTS if v in arch.lower()), None)
 
 
-def inputs_for_table(table: int, run_dir: str | Path, data_dir: str | Path | None = None,
-                     include_server: bool = False) -> list[Path]:
-    """The result files table `table` reads, for a Snakemake `tableNN` target's input.
+def _rank(cfg: dict, key: str, variant: str | None, pretrain: str | None) -> int | None:
+    """Preference of model `key` for a row (lower is better), None if it cannot play it.
 
-    `run_dir` is `results/<run>`; Table 12 reads `data_dir` (default `data/<run>`). Server-scored
-    cells (VQA test-dev/test-std) are left out unless `include_server`, because no rule can make
-    them: the report shows them as "needs server submission" until a user drops the file in.
-    Only the row matching the run's model variant needs building; this lists every distinct file.
-    """
-    run_dir = Path(run_dir)
+    A 'large' row (the paper's main model) accepts a large model, or failing that a test-size
+    one (the smoke run's model plays the main rows); a 'base' row needs a base model. Rows with
+    no stated variant prefer large, then test-size, then base. '14M' needs `pretrain_14m` among
+    the model's stages, '4M' a model pre-trained on `pretrain_4m` only."""
+    model = cfg["models"][key]
+    v, stages = arch_variant(model["arch"]), list(model["pretrain"])
+    if pretrain == "4M" and stages != ["pretrain_4m"]:
+        return None
+    if pretrain == "14M" and "pretrain_14m" not in stages:
+        return None
+    if variant == "base" and v != "base":
+        return None
+    if variant == "large" and v == "base":
+        return None
+    return {"large": 0, None: 1, "base": 2}[v] * 2 + ("pretrain_14m" not in stages)
+
+
+def _pick(cfg: dict, section: str, job: str, variant: str | None,
+          pretrain: str | None) -> tuple[str | None, str]:
+    """(model key, "") of the enabled model that runs `job` in `section` and best plays the row,
+    or (None, reason)."""
+    runs = [k for k, m in mcfg.enabled_models(cfg).items() if job in m[section]]
+    if not runs:
+        return None, (f"the run config has no {section} job {job!r}" if job not in cfg[section]
+                      else f"no enabled model of the run config lists {job!r} in its "
+                           f"models.<key>.{section}")
+    ranked = sorted((r, k) for k in runs if (r := _rank(cfg, k, variant, pretrain)) is not None)
+    if not ranked:
+        want = " ".join(x for x in (f"mplug_{variant}" if variant else "",
+                                    f"pre-trained on {pretrain}" if pretrain else "") if x)
+        have = ", ".join(f"{k} ({cfg['models'][k]['arch']}, "
+                         f"{'+'.join(cfg['models'][k]['pretrain'])})" for k in runs)
+        return None, f"needs a {want} model running {job!r}; this run has {have}"
+    return ranked[0][1], ""
+
+
+def _not_reproduced(cell: CellMap) -> str | None:
+    return NOT_REPRODUCED.get(cell.key) or NOT_REPRODUCED.get((cell.table,) + cell.row)
+
+
+def locate_cell(cfg: dict, cell: CellMap) -> Source:
+    """The metrics JSON (run layout) that reproduces `cell` in the run `cfg`."""
+    why = _not_reproduced(cell)
+    if why:
+        return Source(None, reason=f"not reproduced by this harness: {why}")
+    key, why = _pick(cfg, "evaluate", cell.job, cell.variant, cell.pretrain)
+    if key is None:
+        return Source(None, reason=why)
+    splits = list(cfg["evaluate"][cell.job]["splits"])
+    split, note = cell.split, ""
+    if split not in splits:
+        split = next((s for s in cell.stand_ins if s in splits), None)
+        if split is None:
+            return Source(None, model_key=key, reason=f"evaluate.{cell.job}.splits {splits} has "
+                                                      f"no {cell.split!r} split")
+        note = (f"split {split!r} stands in for {cell.split!r} (evaluate.{cell.job}.splits: "
+                f"{splits}); not comparable with the paper's split")
+    rule = "zeroshot" if cfg["evaluate"][cell.job].get("zeroshot", False) else "evaluate"
+    return Source(mcfg.eval_json(cfg, key, cell.job, split), key, split,
+                  mcfg.rule_log(cfg, rule, key, cell.job, split), note=note)
+
+
+def locate_finetune(cfg: dict, job: str) -> Source:
+    """A fine-tuning job's summary.json, of the model that plays the paper's main rows."""
+    key, why = _pick(cfg, "finetune", job, None, None)
+    if key is None:
+        return Source(None, reason=why)
+    return Source(f"{mcfg.checkpoint_dir(cfg, key, job)}/summary.json", key,
+                  log=mcfg.rule_log(cfg, "finetune", key, job))
+
+
+def locate_bench(cfg: dict, name: str) -> Source:
+    if not cfg["bench"].get(name, {}).get("enabled", False):
+        return Source(None, reason=f"bench.{name}.enabled is not true in the run config")
+    return Source(mcfg.bench_json(cfg, name), log=mcfg.rule_log(cfg, "bench", name))
+
+
+def table12_files(cfg: dict) -> list[Source]:
+    """Table 12's inputs: the pre-training datasets' stats.json (real data; 14M first, it holds
+    every corpus) or the synthetic world's manifest."""
+    if cfg["data"]["source"] == "synth":
+        return [Source(mcfg.synth_manifest(cfg), log=mcfg.rule_log(cfg, "synth", "synth"))]
+    models = mcfg.enabled_models(cfg)
+    used = {d for m in models.values() for s in m["pretrain"] for d in cfg["pretrain"][s]["datasets"]}
+    names = sorted((d for d, e in cfg["data"]["datasets"].items()
+                    if e.get("pretraining", False) and d in used),
+                   key=lambda d: ("14m" not in d, d))
+    return [Source(mcfg.data_stats(cfg, d), log=mcfg.rule_log(cfg, "preprocess", d)) for d in names]
+
+
+def table_sources(cfg: dict, table: int) -> list[Source]:
+    """Every located input of Table `table` (1..12) in the run `cfg`, in table order."""
     if table == 6:
-        return [run_dir / TABLE6_BENCH]
+        return [locate_bench(cfg, TABLE6_BENCH)]
     if table == 11:
-        return [run_dir / "finetune" / d / "summary.json" for ds in TABLE11_FINETUNE.values() for d in ds]
+        return [locate_finetune(cfg, j) for jobs in TABLE11_JOBS.values() for j in jobs]
     if table == 12:
-        ddir = Path(data_dir) if data_dir else data_dir_for(run_dir)
-        return [ddir / f / "stats.json" for f in TABLE12_STATS]
-    paths: list[Path] = []
-    for c in cells_for_table(table):
-        if c.server and not include_server:
+        return table12_files(cfg)
+    return [locate_cell(cfg, c) for c in cells_for_table(table)]
+
+
+def table_files(cfg: dict, table: int) -> list[str]:
+    """The files the report reads for Table `table`, as the rules write them (project-relative,
+    no duplicates). `mplug.config.table_inputs` returns this: the `tableNN` targets' inputs."""
+    return list(dict.fromkeys(s.path for s in table_sources(cfg, table) if s.path))
+
+
+def figure_files(cfg: dict) -> list[str]:
+    s = locate_bench(cfg, FIGURE_BENCH)
+    return [s.path] if s.path else []
+
+
+def tables_label_mismatches(cfg: dict) -> list[str]:
+    """Evaluation jobs whose `tables:` list disagrees with the tables CELLS feed them from."""
+    fed: dict[str, set[int]] = {}
+    for n in sorted({c.table for c in CELLS}):
+        for c in cells_for_table(n):
+            if locate_cell(cfg, c).path:
+                fed.setdefault(c.job, set()).add(n)
+    run = {j for m in mcfg.enabled_models(cfg).values() for j in m["evaluate"]}
+    out = []
+    for job, entry in cfg["evaluate"].items():
+        if job not in run:
             continue
-        p = run_dir / c.path
-        if p not in paths:
-            paths.append(p)
-    return paths
-
-
-def figure_inputs(run_dir: str | Path) -> list[Path]:
-    """Files the `figures` target needs (Figures 1, 3, 4)."""
-    return [Path(run_dir) / FIGURE_BENCH]
+        said, real = set(entry.get("tables", [])), fed.get(job, set())
+        if said != real:
+            out.append(f"evaluate.{job}.tables is {sorted(said)} but the report fills "
+                       f"{sorted(real) or 'no table'} from it")
+    return out

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
+from mplug import config as mcfg
 from mplug.errors import ConfigError
 from mplug.report import figures, mapping
 from mplug.report.collect import STATUS_TEXT, RunContext
@@ -37,17 +37,13 @@ class ReportOptions:
 
 
 def load_run_config(path: Path | None) -> dict[str, Any]:
+    """The run config, validated as every `mplug` verb does: the report finds every result
+    through its layout (mplug.config path helpers), so it cannot run without it."""
     if path is None:
-        return {}
-    if not path.is_file():
-        raise ConfigError(f"{path}: run config not found (pass --config with the run's YAML)")
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: the run config must be a mapping")
-    return cfg
+        raise ConfigError("mplug report needs --config RUN.yaml (the run config the workflow ran "
+                          "with, e.g. config/config.yaml or config/smoke.yaml): result paths "
+                          "(results/<run>/<model_key>/...) come from it")
+    return mcfg.load_config(path)
 
 
 def build_tables(ctx: RunContext) -> list[TableView]:
@@ -67,8 +63,7 @@ def build_tables(ctx: RunContext) -> list[TableView]:
 
 def build_figures(ctx: RunContext) -> tuple[list[dict], str]:
     """[{number, png, uri, rows, claim}] for Figures 1, 3, 4, and a reason when there are none."""
-    path = ctx.results / mapping.FIGURE_BENCH
-    data, reason = ctx.load(path)
+    data, reason, path = ctx.load_source(mapping.locate_bench(ctx.config, mapping.FIGURE_BENCH))
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         return [], reason or f"malformed result: {ctx.rel(path)} has no 'rows' list"
     hw = hardware_text(data.get("hardware"))
@@ -105,10 +100,11 @@ def provenance_rows(ctx: RunContext) -> list[dict]:
 
 def other_benchmarks(ctx: RunContext) -> list[dict]:
     out = []
-    for rel in mapping.OTHER_BENCH:
-        data, reason = ctx.load(ctx.results / rel)
+    for name in mapping.OTHER_BENCH:
+        src = mapping.locate_bench(ctx.config, name)
+        data, reason, _ = ctx.load_source(src)
         rows = data.get("rows") if isinstance(data, dict) else None
-        out.append({"name": rel, "reason": reason if data is None else ("" if isinstance(rows, list) else
+        out.append({"name": src.path or f"bench {name}", "reason": reason if data is None else ("" if isinstance(rows, list) else
                                                                            "malformed: no 'rows' list"),
                     "hardware": hardware_text(data.get("hardware")) if isinstance(data, dict) else "",
                     "rows": [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []})
@@ -126,12 +122,16 @@ def _env() -> jinja2.Environment:
 def render_report(opts: ReportOptions) -> Path:
     """Write the report; return the path of report.html."""
     config = load_run_config(opts.config_path)
-    run = opts.run_name or config.get("run") or config.get("run_name") or opts.results.name
-    # A smoke run is marked by --smoke, by `smoke: true` in its config, or by the run name.
-    smoke = opts.smoke or bool(config.get("smoke")) or str(run) == "smoke"
-    data_dir = opts.data or mapping.data_dir_for(opts.results)
+    run = opts.run_name or config["run"]
+    # A smoke run is marked by --smoke, by the synthetic world as its data, or by the run name.
+    smoke = opts.smoke or config["data"]["source"] == "synth" or str(run) == "smoke"
+    # data/<run> beside results/<run> (both under the project root) unless --data says otherwise
+    data_dir = opts.data or opts.results.parent.parent / mcfg.data_root(config)
     ctx = RunContext(results=opts.results, data=data_dir, config=config, tolerance=opts.tolerance)
     views = build_tables(ctx)
+    for problem in mapping.tables_label_mismatches(config):  # a stale label, not a lost result
+        log.warning("%s", problem)
+        views[0].notes.append(f"Run config label out of date: {problem}.")
     figs, fig_reason = build_figures(ctx)
     env = _env()
     css = (TEMPLATES / "report.css").read_text(encoding="utf-8")

@@ -103,14 +103,15 @@ def hardware_text(hw) -> str:
 
 def build_table6(pub: pd.DataFrame, ctx: RunContext, rel_tol: float = 0.15) -> TableView:
     """Throughput: absolute samples/s are hardware-bound, so the status compares speed-ups."""
-    path = ctx.results / mapping.TABLE6_BENCH
-    data, reason = ctx.load(path)
+    src = mapping.locate_bench(ctx.config, mapping.TABLE6_BENCH)
+    data, reason, path = ctx.load_source(src)
+    where = ctx.rel(path) if path is not None else None
     rows_in: list[dict] = []
     if data is not None:
         if isinstance(data, dict) and isinstance(data.get("rows"), list):
             rows_in = [r for r in data["rows"] if isinstance(r, dict)]
         else:
-            reason = f"malformed result: {ctx.rel(path)} has no 'rows' list"
+            reason = f"malformed result: {where} has no 'rows' list"
             data = None
     hw = hardware_text(data.get("hardware")) if isinstance(data, dict) else None
     by_norm = {_norm(r.get("setting", "")).lstrip("+"): r for r in rows_in}
@@ -138,15 +139,15 @@ def build_table6(pub: pd.DataFrame, ctx: RunContext, rel_tol: float = 0.15) -> T
         v = m.get("samples_per_s") if m else None
         if not isinstance(v, (int, float)):
             why = reason if data is None else (f"no row with setting in {list(mapping.TABLE6_SETTINGS[r.model])}"
-                                               f" (or no samples_per_s) in {ctx.rel(path)}")
-            rp = Repro(NOT_RUN, reason=why, source=ctx.rel(path))
+                                               f" (or no samples_per_s) in {where}")
+            rp = Repro(NOT_RUN, reason=why, source=where)
             line += [repro_cell(rp, notes), Cell("–"), Cell("–"), Cell("not run", "status-not_run")]
         else:
             sp = v / base_val if isinstance(base_val, (int, float)) and base_val else None
             ok = sp is not None and abs(sp - sp_pub) <= rel_tol * sp_pub
             status = INFO if sp is None else (MATCH if ok else DIFFERS)
-            rp = Repro(status, float(v), delta=None if sp is None else sp - sp_pub, source=ctx.rel(path))
-            line += [Cell(fmt(v, 1), f"status-{status}", f"source: {ctx.rel(path)}\nhardware: {hw}"),
+            rp = Repro(status, float(v), delta=None if sp is None else sp - sp_pub, source=where)
+            line += [Cell(fmt(v, 1), f"status-{status}", f"source: {where}\nhardware: {hw}"),
                      Cell(f"{sp:.2f}x" if sp is not None else "–", f"status-{status}"),
                      Cell(fmt(m.get("peak_mem_gb"), 1) if isinstance(m.get("peak_mem_gb"), (int, float)) else "–"),
                      Cell({MATCH: f"speed-up within {rel_tol:.0%}", DIFFERS: "speed-up differs",

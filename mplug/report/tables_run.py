@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from mplug.report import mapping
-from mplug.report.collect import DIFFERS, INFO, MATCH, NOT_RUN, Repro, RunContext, find_key
+from mplug.report.collect import DIFFERS, INFO, MATCH, NOT_RUN, Repro, RunContext
 from mplug.report.published import CAPTIONS, LR_METRIC, parse_lr
 from mplug.report.views import Cell, Footnotes, TableView, repro_cell, repro_record
 
@@ -18,9 +18,18 @@ def _with_records(pub: pd.DataFrame, records: dict[tuple[str, str], dict]) -> pd
     return pd.concat([pub.drop(columns=["line"]).reset_index(drop=True), extra], axis=1)
 
 
+def _scope(summary: dict, path: tuple[str, ...]) -> dict | None:
+    node: Any = summary
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
+
+
 def _hparam(summary: dict, name: str) -> Any:
-    for scope in (summary, summary.get("hparams"), summary.get("config")):
-        if isinstance(scope, dict):
+    """First of `HPARAM_KEYS[name]` found in the scopes the trainer (and older shapes) use."""
+    for path in mapping.HPARAM_SCOPES:
+        scope = _scope(summary, path)
+        if scope is not None:
             for key in mapping.HPARAM_KEYS[name]:
                 if key in scope and scope[key] is not None:
                     return scope[key]
@@ -33,29 +42,35 @@ def _close(a: list[float], b: list[float]) -> bool:
 
 def _used(ctx: RunContext, task: str, metric: str) -> Repro:
     """The value the run used for one Table 11 cell, from the task's fine-tuning summaries."""
-    folders = mapping.TABLE11_FINETUNE[task]
-    values, sources = [], []
-    for folder in folders:
-        path = ctx.results / "finetune" / folder / "summary.json"
-        data, reason = ctx.load(path)
+    values, sources, notes = [], [], []
+    for job in mapping.TABLE11_JOBS[task]:
+        src = mapping.locate_finetune(ctx.config, job)
+        data, reason, path = ctx.load_source(src)
+        where = ctx.rel(path) if path is not None else None
         if data is None:
-            return Repro(NOT_RUN, reason=reason, source=ctx.rel(path))
+            return Repro(NOT_RUN, reason=reason, source=where)
         if not isinstance(data, dict):
-            return Repro(NOT_RUN, reason=f"malformed result: {ctx.rel(path)} is not an object")
-        sources.append(ctx.rel(path))
+            return Repro(NOT_RUN, reason=f"malformed result: {where} is not an object", source=where)
+        sources.append(where)
         if metric == LR_METRIC:
             lr, lrv = _hparam(data, "lr"), _hparam(data, "lr_visual")
             if lr is None:
-                return Repro(NOT_RUN, reason=f"{ctx.rel(path)}: none of {list(mapping.HPARAM_KEYS['lr'])}")
+                return Repro(NOT_RUN, reason=f"{where}: none of {list(mapping.HPARAM_KEYS['lr'])}",
+                             source=where)
             values.append([lr] if lrv is None or lrv == lr else [lr, lrv])
         else:
             name = "batch_size" if metric == "batch size" else "epochs"
             v = _hparam(data, name)
             if v is None:
-                return Repro(NOT_RUN, reason=f"{ctx.rel(path)}: none of {list(mapping.HPARAM_KEYS[name])}")
+                return Repro(NOT_RUN, reason=f"{where}: none of {list(mapping.HPARAM_KEYS[name])}",
+                             source=where)
             values.append([v])
+            cap = (_scope(data, ("run", "settings")) or {}).get("max_steps")
+            if name == "epochs" and cap:
+                notes.append(f"{job}: max_steps {cap} caps training ({data.get('steps', '?')} "
+                             f"steps, {data.get('epochs_done', '?')} epochs done)")
     return Repro(INFO, text=_fmt_used(metric, values), source="; ".join(sources),
-                 provenance={"values": values})
+                 provenance={"values": values}, reason="; ".join(notes))
 
 
 def _fmt_used(metric: str, values: list[list]) -> str:
@@ -90,36 +105,54 @@ def build_table11(pub: pd.DataFrame, ctx: RunContext) -> TableView:
         body.append(line)
     long = _with_records(pub, records)
     tv = TableView(11, "Table 11", CAPTIONS[11], header, body, ["published"] * len(body), long, notes.items)
-    tv.notes.append("'this run' = the values each fine-tuning recorded in results/<run>/finetune/<task>/"
-                    "summary.json (keys " + ", ".join(f"{k}: {'|'.join(v)}" for k, v in mapping.HPARAM_KEYS.items())
-                    + "). Captioning shows the cross-entropy & SCST stages, Retrieval COCO & Flickr.")
-    cfg = find_key(ctx.config, ("finetune", "hparams"))
-    if cfg:
-        tv.notes.append("Run config fine-tuning section: " + "; ".join(f"{p} = {v}" for p, v in cfg)[:2000])
+    jobs = {t: [(j, mapping.locate_finetune(ctx.config, j).model_key) for j in js]
+            for t, js in mapping.TABLE11_JOBS.items()}
+    tv.notes.append("'this run' = the settings each fine-tuning job recorded in its summary.json "
+                    "(results/<run>/<model_key>/finetune/<job>/summary.json, run.settings: "
+                    + ", ".join(f"{k}: {'|'.join(v)}" for k, v in mapping.HPARAM_KEYS.items())
+                    + "). Jobs: " + "; ".join(f"{t} = " + " & ".join(f"{j} ({k or 'not run'})"
+                                                                  for j, k in js)
+                                              for t, js in jobs.items())
+                    + f". hparams: {ctx.config.get('hparams', 'official')} (official = the "
+                    "released configs; paper = Table 11's values where they differ).")
     return tv
 
 
 # ------------------------------------------------------------------------------ Table 12
+def _synth_reason(ctx: RunContext, data: Any, where: str) -> str:
+    """Why a synthetic-world run has no per-corpus counts, with what it does have."""
+    sets = data.get("datasets", {}) if isinstance(data, dict) else {}
+    pretraining = [d for d, e in ctx.config["data"]["datasets"].items() if e.get("pretraining")]
+    have = "; ".join(f"{name}: {d.get('images')} images / {d.get('texts')} texts "
+                     f"({d.get('notes', '')})" for name, d in sets.items()
+                     if name in pretraining and isinstance(d, dict))
+    return (f"synthetic world (data.source: synth): no per-corpus breakdown of the pre-training "
+            f"data; {where} has {have or 'no pretrain_* dataset'}")
+
+
 def _stats(ctx: RunContext) -> tuple[dict[str, dict], list[str]]:
-    """source -> {"images", "texts", "src"} from the pretrain folders' stats.json `by_source`."""
+    """corpus -> {"images", "texts", "src"} from the pre-training datasets' stats.json
+    `components` (first file wins: pretrain_14m holds every corpus), plus reasons."""
     out: dict[str, dict] = {}
     reasons = []
-    for folder in mapping.TABLE12_STATS:
-        path = ctx.data / folder / "stats.json"
-        data, reason = ctx.load(path)
+    for src in mapping.table12_files(ctx.config):
+        data, reason, path = ctx.load_source(src)
+        where = ctx.rel(path)
         if data is None:
             reasons.append(reason)
             continue
-        by = data.get("by_source") if isinstance(data, dict) else None
-        if not isinstance(by, dict):
-            reasons.append(f"{ctx.rel(path)} has no 'by_source' object "
-                           "({source: {images_obtained, texts_obtained}})")
+        if ctx.config["data"]["source"] == "synth":
+            reasons.append(_synth_reason(ctx, data, where))
             continue
-        for src, counts in by.items():
-            if isinstance(counts, dict) and src not in out:
-                out[src] = {"images": counts.get("images_obtained", counts.get("images")),
-                            "texts": counts.get("texts_obtained", counts.get("texts")),
-                            "src": ctx.rel(path)}
+        comps = data.get("components") if isinstance(data, dict) else None
+        if not isinstance(comps, dict):
+            reasons.append(f"{where} has no 'components' object "
+                           "({corpus: {images_obtained, texts_obtained}})")
+            continue
+        for corpus, counts in comps.items():
+            if isinstance(counts, dict) and corpus not in out:
+                out[corpus] = {"images": counts.get("images_obtained"),
+                               "texts": counts.get("texts_obtained"), "src": where}
     return out, reasons
 
 
@@ -142,8 +175,9 @@ def build_table12(pub: pd.DataFrame, ctx: RunContext, rel_tol: float = 0.05) -> 
                 st = MATCH if abs(ratio - 1) <= rel_tol else DIFFERS
                 r = Repro(st, float(v), text=f"{int(v):,} ({ratio:.1%})", source=got["src"])
             else:
-                why = "; ".join([f"no '{mapping.TABLE12_SOURCES[ds]}' entry in any stats.json 'by_source'"]
-                                + reasons)
+                why = "; ".join(reasons or [f"no '{mapping.TABLE12_SOURCES[ds]}' entry in the "
+                                            "'components' of " + ", ".join(
+                                                s.path for s in mapping.table12_files(ctx.config))])
                 r = Repro(NOT_RUN, reason=why)
             line += [Cell(row["value"] + (" *" if row["note"] else ""), "noted" if row["note"] else "",
                           row["note"]), repro_cell(r, notes)]
@@ -151,8 +185,9 @@ def build_table12(pub: pd.DataFrame, ctx: RunContext, rel_tol: float = 0.05) -> 
         body.append(line)
     long = _with_records(pub, records)
     tv = TableView(12, "Table 12", CAPTIONS[12], header, body, ["published"] * len(body), long, notes.items)
-    tv.notes.append(f"'this run' = counts obtained (from data/<run>/{{{','.join(mapping.TABLE12_STATS)}}}/"
-                    f"stats.json 'by_source'), with the share of the paper's count; matches within {rel_tol:.0%}.")
+    tv.notes.append("'this run' = counts obtained, from the 'components' of "
+                    + ", ".join(s.path for s in mapping.table12_files(ctx.config))
+                    + f", with the share of the paper's count; matches within {rel_tol:.0%}.")
     return tv
 
 

@@ -73,7 +73,10 @@ def repro_cell(r: Repro, notes: Footnotes, digits: int = 2) -> Cell:
         n = notes.cite(r.reason)
         return Cell(f"{STATUS_TEXT[r.status]} [{n}]", cls, r.reason)
     text = r.text if r.text is not None else fmt(r.value, digits)
-    return Cell(text, cls, provenance_title(r))
+    title = provenance_title(r)
+    if r.reason:  # a value with a caveat (e.g. a stand-in split): footnoted
+        text, title = f"{text} [{notes.cite(r.reason)}]", f"{r.reason}\n{title}".strip()
+    return Cell(text, cls, title)
 
 
 def delta_cell(r: Repro, digits: int = 2) -> Cell:

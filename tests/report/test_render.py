@@ -4,12 +4,26 @@ The metrics files written here are TEST FIXTURES with made-up values, not result
 """
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
+from mplug import config as mcfg
 from mplug.cli import main
 from mplug.report.published import load_published
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "config/smoke.yaml"
+PAPER = REPO / "config/config.yaml"
+CFG = mcfg.load_config(SMOKE)
+RUN = CFG["run"]
+
+
+def _eval(job, split):
+    """Where the workflow writes an evaluation of the smoke model (relative to the root)."""
+    return mcfg.eval_json(CFG, "mplug_smoke", job, split)
 
 FIXTURE_PROV = {"commit": "fixture-commit", "config_hash": "fixturehash", "checkpoint": "fixture.safetensors",
                 "hardware": {"accelerator": "cpu", "cpu": "FixtureCPU", "threads": 1},
@@ -21,11 +35,13 @@ def _metrics(path, metrics, task="t", split="s"):
     path.write_text(json.dumps({"task": task, "split": split, "metrics": metrics, "provenance": FIXTURE_PROV}))
 
 
-def _report(tmp_path, *extra):
-    results = tmp_path / "results" / "run1"
+def _report(tmp_path, *extra, config=SMOKE):
+    run = mcfg.load_config(config)["run"]
+    results = tmp_path / "results" / run
     results.mkdir(parents=True, exist_ok=True)
-    out = tmp_path / "reports" / "run1"
-    assert main(["report", "--results", str(results), "--out", str(out), *extra]) == 0
+    out = tmp_path / "reports" / run
+    assert main(["report", "--config", str(config), "--results", str(results), "--out", str(out),
+                 *extra]) == 0
     return results, out, (out / "report.html").read_text()
 
 
@@ -34,32 +50,30 @@ def _csv(out, n):
 
 
 def test_empty_results_keep_every_table_and_row(tmp_path):
-    _, out, html = _report(tmp_path)
+    _, out, html = _report(tmp_path, config=PAPER)
     for n in range(1, 13):
         assert f'id="table{n:02d}"' in html
         df = _csv(out, n)
         assert len(df) == len(load_published(n)), n  # no published row dropped
         mine = df[df.status != ""]
         assert len(mine) > 0
-        assert set(mine.status) <= {"not_run", "server"}, (n, set(mine.status))
+        assert set(mine.status) == {"not_run"}, (n, set(mine.status))
         assert (mine.reason != "").all()
     t1 = _csv(out, 1)
-    assert t1[t1.model == "mPLUG"].reason.str.contains("missing file .*eval/caption/test/metrics.json").any()
-    t2 = _csv(out, 2)
-    assert t2[t2.model == "mPLUGViT-L"].status.tolist() == ["server", "server"]
-    assert "needs server submission" in html
+    assert t1[t1.model == "mPLUG"].reason.str.contains(
+        "missing file .*results/paper/mplug_large/eval/caption/test/metrics.json").any()
     assert "SMOKE RUN" not in html
 
 
 def test_fixture_values_give_deltas_and_statuses(tmp_path):
-    results = tmp_path / "results" / "run1"
     # Published mPLUG NLVR2 dev 84.58, test-P 84.95: one within 1.0, one not.
-    _metrics(results / "eval/nlvr2/dev/metrics.json", {"accuracy": 84.0})
-    _metrics(results / "eval/nlvr2/test_p/metrics.json", {"accuracy": 80.95})
-    _metrics(results / "eval/snli_ve/dev/metrics.json", {"accuracy": "high"})       # malformed value
-    (results / "eval/snli_ve/test").mkdir(parents=True)
-    (results / "eval/snli_ve/test/metrics.json").write_text('{"task": "snli_ve", "metrics": {')  # bad JSON
-    log = tmp_path / "logs/run1/eval/caption/test/metrics.log"
+    _metrics(tmp_path / _eval("nlvr2", "dev"), {"accuracy": 84.0})
+    _metrics(tmp_path / _eval("nlvr2", "test_p"), {"accuracy": 80.95})
+    _metrics(tmp_path / _eval("snli_ve", "dev"), {"accuracy": "high"})       # malformed value
+    bad = tmp_path / _eval("snli_ve", "test")
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"task": "snli_ve", "metrics": {')  # bad JSON
+    log = tmp_path / "logs" / RUN / "evaluate/mplug_smoke/caption/test.log"  # rule `evaluate`
     log.parent.mkdir(parents=True)
     log.write_text("step 1\nRuntimeError: fixture failure\n")
     _, out, html = _report(tmp_path, "--tolerance", "1.0")
@@ -75,40 +89,42 @@ def test_fixture_values_give_deltas_and_statuses(tmp_path):
     assert len(t5) == 33 and (t5.loc[("OFA[35]", "SNLI-VE dev"), "value"] == "90.30")
     t1 = _csv(out, 1)
     assert t1[t1.setting.str.contains("CIDEr opt")].reason.str.contains(
-        r"rule failed.*metrics.log: RuntimeError: fixture failure").any()
+        r"rule failed.*caption/test.log: RuntimeError: fixture failure").any()
     assert "84.00" in html and "-0.58" in html and "fixture-commit" in html  # value, delta, provenance
 
 
-def test_table2_row_follows_model_variant(tmp_path):
-    results = tmp_path / "results" / "run1"
-    _metrics(results / "eval/vqa/test_dev/metrics.json", {"overall": 79.5})
-    cfg = tmp_path / "run.yaml"
-    cfg.write_text("run: run1\nmodel: mplug_base\n")
-    _, out, _ = _report(tmp_path, "--config", str(cfg))
+def test_table2_rows_need_their_model(tmp_path):
+    """A run with only a ViT-B model (14M) fills only that row; the others say what they need."""
+    cfg = yaml.safe_load(PAPER.read_text())
+    cfg["models"] = {"b": dict(cfg["models"]["mplug_base"], evaluate=["vqa"])}
+    path = tmp_path / "base_only.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    _metrics(tmp_path / mcfg.eval_json(cfg, "b", "vqa", "test"), {"test-dev": {"overall": 79.5},
+                                                                  "overall": None})
+    _, out, _ = _report(tmp_path, config=path)
     t2 = _csv(out, 2).set_index(["model", "pretrain_data", "setting"])
     assert t2.loc[("mPLUGViT-B", "14M", "VQA v2 test-dev"), "status"] == "match"
     assert t2.loc[("mPLUGViT-B", "14M", "VQA v2 test-std"), "status"] == "server"
-    assert "needs a mplug_large run" in t2.loc[("mPLUGViT-L", "14M", "VQA v2 test-dev"), "reason"]
-    assert "4M set only" in t2.loc[("mPLUGViT-B", "4M", "VQA v2 test-dev"), "reason"]
+    assert "needs a mplug_large" in t2.loc[("mPLUGViT-L", "14M", "VQA v2 test-dev"), "reason"]
+    assert "pre-trained on 4M" in t2.loc[("mPLUGViT-B", "4M", "VQA v2 test-dev"), "reason"]
 
 
 def test_smoke_banner(tmp_path):
-    _, out, html = _report(tmp_path, "--smoke")
+    _, out, html = _report(tmp_path)
     assert re.search(r'class="banner".*synthetic world.*NOT comparable', html)
     assert "synthetic world" in (out / "tables/table03.html").read_text()
 
 
 def test_bench_tables_and_figures(tmp_path):
-    results = tmp_path / "results" / "run1"
-    bench = results / "bench"
-    bench.mkdir(parents=True)
-    (bench / "fusion.json").write_text(json.dumps({"hardware": "FixtureGPU", "n_samples": 100, "rows": [
+    bench = tmp_path / mcfg.bench_json(CFG, "fusion")
+    bench.parent.mkdir(parents=True)
+    bench.write_text(json.dumps({"hardware": "FixtureGPU", "n_samples": 100, "rows": [
         {"network": "connected", "stride": None, "time_s": 8.0, "flops": 1e12},
         {"network": "two_stream", "stride": None, "time_s": 9.0},
         {"network": "asymmetric", "stride": None, "time_s": 1.5},
         *[{"network": "skip", "stride": s, "time_s": t} for s, t in ((1, 10.0), (2, 4.0), (3, 2.6), (6, 2.0))],
     ]}))
-    (bench / "train.json").write_text(json.dumps({"hardware": "FixtureGPU", "rows": [
+    (tmp_path / mcfg.bench_json(CFG, "train")).write_text(json.dumps({"hardware": "FixtureGPU", "rows": [
         {"setting": "baseline", "samples_per_s": 10.0, "peak_mem_gb": 3.0},
         {"setting": "+bf16", "samples_per_s": 14.7},
         {"setting": "+grad_ckpt"}]}))  # missing samples_per_s -> not run, row kept
@@ -125,23 +141,26 @@ def test_bench_tables_and_figures(tmp_path):
 
 
 def test_hparams_and_stats(tmp_path):
-    results = tmp_path / "results" / "run1"
-    for folder, hp in {"vqa": {"lr": 2e-5, "lr_visual": 5e-6, "batch_size": 1024, "epochs": 8},
-                       "nlvr2": {"hparams": {"lr": 1e-4, "batch_size": 256, "epochs": 15}}}.items():
-        p = results / "finetune" / folder / "summary.json"
+    cfg = mcfg.load_config(PAPER)
+    for job, hp in {"vqa": {"run": {"settings": {"lr_text": 2e-5, "lr_vision": 5e-6,
+                                                 "batch_size": 1024, "epochs": 8}}},
+                    "nlvr2": {"hparams": {"lr": 1e-4, "batch_size": 256, "epochs": 15}}}.items():
+        p = tmp_path / mcfg.checkpoint_dir(cfg, "mplug_large", job) / "summary.json"
         p.parent.mkdir(parents=True)
         p.write_text(json.dumps(hp))
-    stats = tmp_path / "data/run1/pretrain_14m/stats.json"
+    stats = tmp_path / mcfg.data_stats(cfg, "pretrain_14m")
     stats.parent.mkdir(parents=True)
     stats.write_text(json.dumps({"dataset": "pretrain_14m", "source": "fixture", "splits": {"train": 5},
-                                 "by_source": {"coco": {"images_obtained": 113000, "texts_obtained": 500000}}}))
-    _, out, html = _report(tmp_path)
+                                 "components": {"coco": {"images_obtained": 113000,
+                                                         "texts_obtained": 500000}}}))
+    _, out, html = _report(tmp_path, config=PAPER)
     t11 = _csv(out, 11).set_index(["model", "metric"])
     assert t11.loc[("VQA", "LR (ViT-L/BERTbase)"), "status"] == "match"
     assert t11.loc[("VQA", "batch size"), "status"] == "match"
     assert t11.loc[("NLVR2", "LR (ViT-L/BERTbase)"), "status"] == "differs"
     assert t11.loc[("NLVR2", "epochs"), "status"] == "match"
     assert t11.loc[("SNLI-VE", "epochs"), "status"] == "not_run"
+    assert "snli_ve/summary.json (not run yet)" in t11.loc[("SNLI-VE", "epochs"), "reason"]
     t12 = _csv(out, 12).set_index(["model", "metric"])
     assert t12.loc[("COCO", "image"), "status"] == "match"
     assert t12.loc[("COCO", "text"), "status"] == "differs"
@@ -161,9 +180,16 @@ def test_columns_follow_the_paper_order(tmp_path):
     assert html3.index("MSCOCO 5K test") < html3.index("Flickr30K 1K test")
 
 
-def test_results_nested_per_model_are_found(tmp_path):
-    results = tmp_path / "results" / "run1"
-    _metrics(results / "large/eval/nlvr2/dev/metrics.json", {"accuracy": 84.5})
+def test_results_outside_the_layout_are_not_picked_up(tmp_path):
+    """Only the workflow's layout counts: a file under another folder is not a result."""
+    _metrics(tmp_path / "results" / RUN / "eval/nlvr2/dev/metrics.json", {"accuracy": 84.5})
     _, out, _ = _report(tmp_path)
     t5 = _csv(out, 5).set_index(["model", "setting"])
-    assert t5.loc[("mPLUG", "NLVR2 dev"), "status"] == "match"
+    assert t5.loc[("mPLUG", "NLVR2 dev"), "status"] == "not_run"
+    assert "mplug_smoke/eval/nlvr2/dev/metrics.json" in t5.loc[("mPLUG", "NLVR2 dev"), "reason"]
+
+
+def test_differences_show_the_run_config_keys(tmp_path):
+    _, _, html = _report(tmp_path)
+    assert "models.mplug_smoke.stride" in html and "finetune.vqa.train.distill" in html
+    assert "hparams: official" in html

@@ -1,0 +1,70 @@
+"""Fake run trees at exactly the paths the workflow writes (mplug.config helpers, walked the way
+workflow/rules/common.smk walks the config), with metric KEYS named as mplug/eval writes them.
+
+Every value written here is a TEST FIXTURE (made-up numbers), not a result.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mplug import config as mcfg
+from mplug.eval.caption_eval import CAPTION_METRICS, NOCAPS_DOMAINS
+
+FIXTURE = {"note": "test fixture: made-up values, not a result"}
+
+
+# task -> metric keys the evaluator writes (mplug/eval/run.py RUNNERS and the scorers)
+EVAL_KEYS = {
+    "caption": lambda: list(CAPTION_METRICS),
+    "video_caption": lambda: list(CAPTION_METRICS),
+    "nocaps": lambda: [f"{d}/{m}" for d in (*NOCAPS_DOMAINS, "overall") for m in ("CIDEr", "SPICE")],
+    "vqa": lambda: ["overall"],
+    "retrieval_coco": lambda: [f"{d}_r{k}" for d in ("txt", "img") for k in (1, 5, 10)],
+    "retrieval_flickr": lambda: [f"{d}_r{k}" for d in ("txt", "img") for k in (1, 5, 10)],
+    "video_retrieval": lambda: [f"{d}_r{k}" for d in ("txt", "img") for k in (1, 5, 10)],
+    "grounding": lambda: ["acc@0.5"],
+    "nlvr2": lambda: ["accuracy"], "snli_ve": lambda: ["accuracy"],
+    "video_qa_msrvtt": lambda: ["accuracy"], "video_qa_msvd": lambda: ["accuracy"],
+}
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def eval_outputs(cfg: dict) -> list[tuple[str, str, str, str]]:
+    """(model_key, job, split, path) of every evaluation the DAG runs (common.smk
+    all_eval_outputs: every enabled model x its evaluate jobs x the job's splits)."""
+    return [(m, job, s, mcfg.eval_json(cfg, m, job, s))
+            for m, e in mcfg.enabled_models(cfg).items() for job in e["evaluate"]
+            for s in cfg["evaluate"][job]["splits"]]
+
+
+def fake_run(root: Path, cfg: dict) -> dict[str, dict[str, float]]:
+    """Write every evaluation's metrics.json, the benches, the fine-tuning summaries; return
+    {path: {key: fixture value}} (distinct values, so a mis-mapped cell shows)."""
+    written: dict[str, dict[str, float]] = {}
+    n = 0
+    for model, job, split, path in eval_outputs(cfg):
+        keys = EVAL_KEYS[cfg["evaluate"][job]["task"]]()
+        metrics = {}
+        for k in keys:
+            n += 1
+            metrics[k] = round(10 + n * 0.37 % 80, 2)  # fixture
+        write_json(root / path, {"task": cfg["evaluate"][job]["task"], "split": split,
+                                 "metrics": metrics, "provenance": FIXTURE})
+        written[path] = metrics
+    write_json(root / mcfg.bench_json(cfg, "train"), {"hardware": "FixtureGPU", "rows": [
+        {"setting": s, "samples_per_s": v} for s, v in
+        (("baseline", 10.0), ("+bf16", 14.7), ("+grad_ckpt", 14.0), ("+zero", 20.0))]})
+    for model, e in mcfg.enabled_models(cfg).items():
+        for job in e["finetune"]:
+            settings = mcfg.train_settings(cfg, "finetune", job, model)
+            # the shape mplug/train/loop.py _finish writes
+            write_json(root / mcfg.checkpoint_dir(cfg, model, job) / "summary.json",
+                       {"status": "complete", "steps": 7, "epochs_done": 1,
+                        "run": {"kind": "finetune", "stage": job, "model": model,
+                                "settings": settings}, "provenance": FIXTURE})
+    return written
