@@ -129,3 +129,38 @@ def test_pretrain_shards_counted(synth_world):
     items = list(ds)
     assert len(items) == len(ds)
     assert len({it["image_idx"] for it in items[n_jsonl:]}) == len(items) - n_jsonl
+
+
+def test_eval_options_limit_and_strict(copy_dataset):
+    """Evaluation's options: `limit` keeps the first N records (retrieval texts follow them);
+    `strict` turns a bad image into a DataError instead of a replacement example."""
+    from mplug.data.formats import read_records
+    from mplug.errors import DataError
+
+    root = copy_dataset("coco_retrieval", "snli_ve")
+    ds = build_dataset("retrieval_coco", root, "test", None, RES, False, limit=2)
+    assert len(ds) == 2 and ds.img2txt[-1][-1] == len(ds.texts) - 1 == 9
+    rec = read_records(root / "snli_ve" / "dev.jsonl", "snli_ve")[0]
+    (root / "snli_ve" / rec["image"]).write_bytes(b"")
+    lenient = build_dataset("snli_ve", root, "dev", None, RES, False)  # premises repeat: >= 1
+    assert lenient[0]["meta"]["skipped_bad"] >= 1 and lenient[0]["meta"]["pair_id"] != rec["pair_id"]
+    strict = build_dataset("snli_ve", root, "dev", None, RES, False, strict=True)
+    with pytest.raises(DataError, match="zero-byte"):
+        strict[0]
+
+
+def test_collator_encoders_match_batches(synth_world, tokenizer):
+    """encode_text / encode_answers (used for eval galleries and answer lists) are the batch's."""
+    from mplug.data.collate import Collator
+
+    loader, ds = build_loader("vqa", synth_world[0], "train", tokenizer, RES, True, B,
+                              include_vg=False)
+    batch = next(iter(loader))
+    col = Collator("vqa", tokenizer)
+    ids, mask = col.encode_text(["what colour is the cube"])
+    assert 102 not in ids[0].tolist()  # questions: [CLS] q, no [SEP]
+    a_ids, _ = col.encode_answers(["red"])
+    assert a_ids[0].tolist() == [101, *tokenizer.convert_tokens_to_ids(["red"]), 102]
+    assert batch["answer_ids"].shape[1] <= col.max_answer_len
+    r_ids, _ = Collator("retrieval_coco", tokenizer).encode_text(["a red cube"])
+    assert r_ids[0, -1].item() == 102
