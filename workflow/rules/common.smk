@@ -205,7 +205,8 @@ def all_bench_outputs():
 
 
 def table_inputs(n):
-    """Results Table n needs (mplug.config.table_inputs; same layout as the report reads)."""
+    """The files the report reads for Table n: mplug.config.table_inputs resolves the report's
+    own map (mplug.report.mapping.CELLS) in this run's layout, so the two cannot disagree."""
     return mcfg.table_inputs(config, n)
 
 
