@@ -257,3 +257,19 @@ def test_one_vocab_rule_for_train_and_eval(tok):
     assert model_vocab_size(tok, 30522) == 30522
     model = build_model("mplug_tiny", "snli_ve", **vocab_overrides(tok, "mplug_tiny"))
     assert model.text_encoder.embeddings.word_embeddings.weight.shape[0] == len(tok)
+
+
+def test_checkpoint_with_another_vocab_is_a_clear_error(world, tmp_path):
+    """A checkpoint built without the tokenizer's widening (1100 rows) does not silently load."""
+    from mplug.errors import CheckpointError
+    from mplug.eval import run
+    from mplug.models import build_model
+    from mplug.models.loading import save_state_dict
+
+    torch.manual_seed(0)
+    path = tmp_path / "narrow.safetensors"
+    save_state_dict(build_model("mplug_tiny", "snli_ve").state_dict(), path)
+    with pytest.raises(CheckpointError, match="vocabulary differs"):
+        run.evaluate("snli_ve", path, world / "snli_ve", "dev", tmp_path / "m.json",
+                     run.EvalSettings(model="mplug_tiny", device="cpu", limit=2),
+                     tokenizer=world / "vocab.txt")
