@@ -128,6 +128,21 @@ def _scalars(losses: dict) -> dict[str, float]:
     return out
 
 
+def _mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
+    """Average logged scalars over data-parallel ranks (one small all-reduce per step)."""
+    import torch
+
+    if not values or not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    if os.environ.get("DS_ACCELERATOR") == "cuda":
+        t = t.cuda()
+    torch.distributed.all_reduce(t)
+    t /= torch.distributed.get_world_size()
+    return dict(zip(keys, t.tolist()))
+
+
 def _truncate_log(path: Path, step: int) -> list[dict]:
     """Keep log records up to `step` (a resumed run redoes the steps after its checkpoint)."""
     if not path.is_file():
@@ -263,7 +278,7 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
                     losses = step_fn(engine, to_device(batch, device, dtype), ctx)
                     engine.backward(losses["loss"])
                     engine.step()
-                    for k, v in _scalars(losses).items():
+                    for k, v in _mean_over_ranks(_scalars(losses)).items():
                         acc[k] = acc.get(k, 0.0) + v / engine_cfg.grad_accum
                     state["micro_in_epoch"] += 1
                     if state["micro_in_epoch"] % engine_cfg.grad_accum:
