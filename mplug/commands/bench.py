@@ -1,0 +1,141 @@
+"""`mplug bench {fusion,train,generate,retrieval} [--quick] [options] --json PATH`.
+
+Each prints its table (with the hardware it ran on) and writes PATH atomically. `--quick` gives
+CI shapes (under 2 minutes each on a CPU); every shape option overrides the defaults of either
+mode. JSON shapes: mplug/report/README.md (bench/*.json).
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers") from None
+
+
+def _strs(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="small CI shapes (CPU, < 2 min)")
+    p.add_argument("--json", required=True, metavar="PATH", help="write the result JSON here")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda[:N]")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats (the fastest is kept)")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
+
+    p = sub.add_parser("fusion", help="Figures 1, 3, 4: forward time of each fusion network")
+    _common(p)
+    p.add_argument("--samples", type=int, help="forward samples timed (default 100; quick 8)")
+    p.add_argument("--batch", type=int, help="batch size (default 10; quick 8)")
+    p.add_argument("--width", type=int, help="hidden width (default 768; quick 256)")
+    p.add_argument("--heads", type=int, help="attention heads (default width/64)")
+    p.add_argument("--layers", type=int, help="fusion layers (default 6)")
+    p.add_argument("--n-visual", type=int, help="visual tokens (default 577; quick 197)")
+    p.add_argument("--n-text", type=int, help="text tokens (default 35)")
+    p.add_argument("--strides", type=_ints, help="skip strides, comma-separated (default 1,2,3,6)")
+    p.add_argument("--schedules", type=_strs, help="official,paper (default both)")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default fp32")
+    p.add_argument("--attn-impl", choices=("sdpa", "eager"), help="default sdpa")
+    p.set_defaults(func=_fusion)
+
+    p = sub.add_parser("train", help="Table 6: samples/s and peak memory, cumulative settings")
+    _common(p)
+    p.add_argument("--model", help="model config (default mplug_base; quick mplug_smoke)")
+    p.add_argument("--batch", type=int, help="micro batch per device (default 64; quick 8)")
+    p.add_argument("--image-res", type=int, help="image resolution (default 256; quick: model's)")
+    p.add_argument("--text-len", type=int, help="text tokens (default 30; quick 16)")
+    p.add_argument("--steps", type=int, help="timed optimizer steps (default 10; quick 3)")
+    p.add_argument("--warmup", type=int, help="untimed steps first (default 2; quick 1)")
+    p.add_argument("--settings", type=_strs, help="subset of baseline,+bf16,+grad_ckpt,+zero")
+    p.add_argument("--queue-size", type=int, help="ITC queue size (default: the model's)")
+    p.add_argument("--no-distill", dest="distill", action="store_false", default=None,
+                   help="no momentum distillation (default: on, as official pre-training)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("generate", help="beam search: plain recompute vs cached decoding")
+    _common(p)
+    p.add_argument("--model", help="model config (default mplug_base)")
+    p.add_argument("--tasks", type=_strs, help="caption,vqa (default both)")
+    p.add_argument("--batch", type=int, help="images (default 4)")
+    p.add_argument("--image-res", type=int, help="default: the model's (384; quick 224)")
+    p.add_argument("--width", type=int, help="text width (default: model's; quick 256)")
+    p.add_argument("--vision-width", type=int, help="ViT width (default: model's; quick 256)")
+    p.add_argument("--vision-layers", type=int, help="ViT layers (default: model's; quick 4)")
+    p.add_argument("--decoder-layers", type=int, help="decoder layers (default: model's, 12)")
+    p.add_argument("--beam-size", type=int, help="default 5")
+    p.add_argument("--caption-min", type=int, help="default 8")
+    p.add_argument("--caption-max", type=int, help="default 25")
+    p.add_argument("--vqa-max", type=int, help="default 10")
+    p.add_argument("--question-len", type=int, help="VQA question tokens (default 12)")
+    p.set_defaults(func=_generate)
+
+    p = sub.add_parser("retrieval", help="ITM rerank: plain vs cached image K/V")
+    _common(p)
+    p.add_argument("--models", type=_strs, help="default mplug_large,mplug_base")
+    p.add_argument("--k", type=int, help="candidates per image (default 256; quick 64)")
+    p.add_argument("--images", type=int, help="images reranked (default 1)")
+    p.add_argument("--n-visual", type=int, help="visual tokens (default 577; quick 197)")
+    p.add_argument("--n-text", type=int, help="text tokens (default 30)")
+    p.add_argument("--chunk", type=int, help="pairs per fusion call (default 128; quick 64)")
+    p.add_argument("--width", type=int, help="fusion width (default: model's 768; quick 256)")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default fp32")
+    p.set_defaults(func=_retrieval)
+
+
+def _options(cls, args: argparse.Namespace, names: list[str]):
+    kw: dict[str, Any] = {n: getattr(args, n, None) for n in names + ["threads", "repeats"]}
+    kw = {k: v for k, v in kw.items() if v is not None}
+    kw["device"] = args.device
+    return cls.quick(**kw) if args.quick else cls(**kw)
+
+
+def _finish(args: argparse.Namespace, result: dict, summary) -> int:
+    from mplug.utils.io import atomic_write_json
+
+    print(summary(result))
+    atomic_write_json(args.json, result)
+    print(f"wrote {args.json}")
+    return 0
+
+
+def _fusion(args: argparse.Namespace) -> int:
+    from mplug.bench.fusion import FusionBenchOptions, run_fusion, summary
+
+    opts = _options(FusionBenchOptions, args, ["samples", "batch", "width", "heads", "layers",
+                                               "n_visual", "n_text", "strides", "schedules",
+                                               "dtype", "attn_impl"])
+    return _finish(args, run_fusion(opts), summary)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mplug.bench.train import TrainBenchOptions, run_train, summary
+
+    opts = _options(TrainBenchOptions, args, ["model", "batch", "image_res", "text_len", "steps",
+                                              "warmup", "settings", "queue_size", "distill"])
+    return _finish(args, run_train(opts), summary)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from mplug.bench.generate import GenerateBenchOptions, run_generate, summary
+
+    opts = _options(GenerateBenchOptions, args, [
+        "model", "tasks", "batch", "image_res", "width", "vision_width", "vision_layers",
+        "decoder_layers", "beam_size", "caption_min", "caption_max", "vqa_max", "question_len"])
+    return _finish(args, run_generate(opts), summary)
+
+
+def _retrieval(args: argparse.Namespace) -> int:
+    from mplug.bench.retrieval import RetrievalBenchOptions, run_retrieval, summary
+
+    opts = _options(RetrievalBenchOptions, args, ["models", "k", "images", "n_visual", "n_text",
+                                                  "chunk", "width", "dtype"])
+    return _finish(args, run_retrieval(opts), summary)

@@ -1,0 +1,89 @@
+"""Each `mplug bench` command runs with tiny shapes and writes JSON of the shape the report reads
+(mplug/report/README.md, figures.py, tables.py). Timings are printed, never asserted."""
+import json
+import math
+
+from mplug.cli import main
+
+
+def _run(tmp_path, argv):
+    out = tmp_path / f"{argv[0]}.json"
+    assert main(["bench", *argv, "--json", str(out), "--threads", "1", "--device", "cpu"]) == 0
+    data = json.loads(out.read_text())
+    assert isinstance(data["hardware"], dict) and data["hardware"]["accelerator"] == "cpu"
+    assert isinstance(data["rows"], list) and data["rows"]
+    return data
+
+
+def _pos(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_bench_fusion_json_and_figures(tmp_path, capsys):
+    data = _run(tmp_path, ["fusion", "--quick", "--samples", "2", "--batch", "2", "--width", "64",
+                           "--n-visual", "20", "--n-text", "6", "--repeats", "1"])
+    rows = data["rows"]
+    nets = [(r["network"], r["stride"], r["schedule"]) for r in rows]
+    assert nets[:3] == [("connected", None, None), ("two_stream", None, None), ("asymmetric", None, None)]
+    assert {(s, sch) for n, s, sch in nets if n == "skip"} == {
+        (s, sch) for s in (1, 2, 3, 6) for sch in ("official", "paper")}
+    assert data["n_samples"] == 2 and data["default_stride"] == 3
+    for r in rows:
+        assert _pos(r["time_s"]) and _pos(r["flops"]) and _pos(r["ratio_time"]) and _pos(r["ratio_flops"])
+    ref = next(r for r in rows if r["network"] == "skip" and r["stride"] == 3 and r["schedule"] == "official")
+    assert ref["ratio_time"] == 1.0 and ref["ratio_flops"] == 1.0
+    by = {(r["network"], r["stride"], r["schedule"]): r for r in rows}
+    # the FLOP model orders the networks as the paper's figures do
+    assert by[("connected", None, None)]["flops"] > ref["flops"] > by[("asymmetric", None, None)]["flops"]
+    assert by[("skip", 1, "official")]["layers"] == "ACCCCC" and ref["layers"] == "AAACAA"
+    assert by[("skip", 6, "official")]["flops"] == by[("asymmetric", None, None)]["flops"]
+    assert len(data["claims"]) == 4
+    from mplug.report.figures import figure_rows
+    assert [r["network"] for r in figure_rows(data, 1)] == ["connected", "two_stream", "skip"]
+    assert [r["stride"] for r in figure_rows(data, 3)] == [1, 2, 3, 6]
+    assert len(figure_rows(data, 4)) == 4
+    assert "paper claims" in capsys.readouterr().out
+
+
+def test_bench_retrieval_json(tmp_path):
+    data = _run(tmp_path, ["retrieval", "--quick", "--k", "6", "--n-visual", "12", "--n-text", "5",
+                           "--chunk", "4", "--width", "64", "--repeats", "1"])
+    assert [r["model"] for r in data["rows"]] == ["mplug_large", "mplug_base"]
+    large, base = data["rows"]
+    assert large["cached_layers"] == 6 and base["cached_layers"] == 3
+    for r in data["rows"]:
+        assert r["equal_within_1e-5"] is True and r["max_abs_diff"] <= 1e-5
+        assert _pos(r["plain_s"]) and _pos(r["cached_s"]) and _pos(r["speedup"])
+
+
+def test_bench_generate_json(tmp_path):
+    data = _run(tmp_path, ["generate", "--model", "mplug_tiny", "--caption-max", "6",
+                           "--vqa-max", "4", "--batch", "2", "--beam-size", "3", "--repeats", "1"])
+    rows = {r["task"]: r for r in data["rows"]}
+    assert set(rows) == {"caption", "vqa"}
+    assert rows["caption"]["max_length"] == 6 and rows["vqa"]["max_length"] == 4
+    for r in rows.values():
+        assert r["identical_sequences"] is True
+        assert _pos(r["plain_s"]) and _pos(r["cached_s"]) and _pos(r["speedup"])
+
+
+def test_bench_train_json_and_table6(tmp_path):
+    data = _run(tmp_path, ["train", "--model", "mplug_tiny", "--batch", "2", "--text-len", "8",
+                           "--steps", "1", "--warmup", "0", "--queue-size", "8"])
+    assert [r["setting"] for r in data["rows"]] == ["baseline", "+bf16", "+grad_ckpt", "+zero"]
+    assert [r["zero_stage"] for r in data["rows"]] == [0, 0, 0, 2]
+    assert [r["precision"] for r in data["rows"]] == ["fp32", "bf16", "bf16", "bf16"]
+    for r in data["rows"]:
+        assert _pos(r["samples_per_s"]) and _pos(r["peak_mem_gb"])
+    assert "RSS" in data["peak_memory"]
+    from mplug.report import mapping
+    norm = lambda s: "".join(c for c in s.lower() if c.isalnum())  # noqa: E731
+    accepted = {norm(a) for aliases in mapping.TABLE6_SETTINGS.values() for a in aliases}
+    assert all(norm(r["setting"]) in accepted for r in data["rows"])
+
+
+def test_bad_option_is_a_user_error(tmp_path, capsys):
+    out = tmp_path / "x.json"
+    assert main(["bench", "fusion", "--quick", "--strides", "1,2", "--json", str(out)]) != 0
+    assert "reference stride 3 must be in --strides" in capsys.readouterr().err
+    assert not out.exists()
