@@ -1,5 +1,5 @@
 """Shared fixtures of the reliability suite: one tiny synthetic world per session, a tiny model
-checkpoint fitted to it, a malicious pickle, the CLI run as a user runs it, the local HTTP server.
+checkpoint fitted to it, a malicious pickle, the local HTTP server (tests/data's fake_http).
 
 Everything user-facing is exercised through `mplug ...` subprocesses (what Snakemake rules call)
 or `mplug.cli.main` in-process where a monkeypatched registry is needed. Torch threads stay at 1:
@@ -7,51 +7,17 @@ CI has 2 shared cores.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+from _helpers import REPO, TINY, mplug  # noqa: E402
+
 sys.path.insert(0, str(REPO / "tests" / "data" / "fixtures_download"))
-from fake_http import FakeServer  # noqa: E402,F401 - re-exported for the download tests
-
-PY = sys.executable
-TINY = "mplug_tiny"
-
-
-def cli_env(**extra: str) -> dict:
-    env = dict(os.environ)
-    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               MPLUG_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1", **extra)
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)  # each subprocess is its own single-process job
-    return env
-
-
-def mplug(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `mplug ARGS` like a user (python -m mplug.cli from this checkout)."""
-    return subprocess.run([PY, "-m", "mplug.cli", *map(str, args)], env=cli_env(),
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO)
-
-
-def start_mplug(*args: str, cwd: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen([PY, "-m", "mplug.cli", *map(str, args)], env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=cwd or REPO)
-
-
-def assert_user_error(res: subprocess.CompletedProcess, *needles: str) -> str:
-    """A non-zero exit with a message (no traceback) containing every needle; returns stderr."""
-    err = res.stderr + res.stdout
-    assert res.returncode != 0, f"expected a failure, got rc 0:\n{err[-2000:]}"
-    assert "Traceback" not in err, f"a traceback instead of a message:\n{err[-3000:]}"
-    for needle in needles:
-        assert needle in err, f"{needle!r} not in the message:\n{err[-2000:]}"
-    return err
+from fake_http import FakeServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")

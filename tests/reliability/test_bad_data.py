@@ -15,7 +15,7 @@ import json
 import pytest
 import torch
 
-from conftest import TINY
+from _helpers import TINY
 from mplug.cli import main
 from mplug.data import formats
 
@@ -91,7 +91,20 @@ def test_box_outside_the_image_names_file_and_line(world_copy, tmp_path, capsys)
     _assert_failed_cleanly(rc, capsys, out, "val.jsonl:5", "box", "past the image")
 
 
-def test_unreadable_video_frame_is_a_named_error(world_copy, tmp_path, capsys):
+def _find(tree, key):
+    """Every value stored under `key` anywhere in a nested dict/list."""
+    if isinstance(tree, dict):
+        return [v for k, v in tree.items() if k == key] + [x for v in tree.values() for x in _find(v, key)]
+    if isinstance(tree, list):
+        return [x for v in tree for x in _find(v, key)]
+    return []
+
+
+@pytest.mark.xfail(strict=True, reason="eval: an unreadable video frame is replaced by its "
+                   "neighbour and the count (meta bad_frames) is not reported in the metrics JSON")
+def test_unreadable_video_frame_is_an_error_or_reported(world_copy, tmp_path, capsys):
+    """Either the evaluation stops naming the frame, or it substitutes the frame AND the metrics
+    JSON says how many frames were substituted; never a silent substitution."""
     root = world_copy("msrvtt_qa")
     rec = formats.read_records(root / "test.jsonl", "video_qa")[0]
     frames = sorted((root / rec["video"]).iterdir())
@@ -99,7 +112,12 @@ def test_unreadable_video_frame_is_a_named_error(world_copy, tmp_path, capsys):
     out = tmp_path / "out" / "m.json"
     rc = _evaluate("video_qa_msrvtt", root.parent, "test", out, "--model", TINY, "--frames", "4",
                    "--limit", "2", "--k-test", "4")
-    _assert_failed_cleanly(rc, capsys, out, frames[0].name)
+    if rc != 0:
+        _assert_failed_cleanly(rc, capsys, out, frames[0].name)
+        return
+    result = json.loads(out.read_text())
+    counts = _find(result, "bad_frames")
+    assert counts and sum(counts) >= 1, f"a frame was substituted silently: {result['metrics']}"
 
 
 def test_video_with_fewer_frames_evaluates_every_question(world_copy, tmp_path, capsys):

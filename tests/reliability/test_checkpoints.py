@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import TINY, assert_user_error, mplug
+from _helpers import TINY, assert_user_error, mplug
 
 
 def _evaluate(ckpt, world, out, *extra):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli_env
+from _helpers import REPO, cli_env
 from mplug.config import load_config
 from mplug.errors import ConfigError
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import PY, REPO, cli_env
+from _helpers import PY, REPO, cli_env
 from mplug.cli import main
 from mplug.data import sources
 

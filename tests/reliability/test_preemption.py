@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, assert_user_error, mplug, start_mplug
+from _helpers import REPO, assert_user_error, mplug, start_mplug
 from mplug.train import EXIT_PREEMPTED
 
 STEPS = 20

@@ -11,7 +11,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import REPO, mplug
+from _helpers import REPO, mplug
 from mplug.report.published import load_published
 
 RUN = "smoke"

@@ -1,0 +1,73 @@
+"""Project-wide fixtures. `smoke_run`: the smoke DAG, run once per session, shared by every test
+that needs a finished uninterrupted run (tests/e2e, tests/reliability/test_dag.py).
+
+The DAG runs as a user runs it (`snakemake all --profile profiles/smoke --configfile
+config/smoke.yaml`) with this checkout's Snakefile and profile, but in a fresh working directory
+(`-d`), so data/, results/, reports/, logs/ and .snakemake/ of the checkout are never touched.
+Set MPLUG_SMOKE_RUN=DIR to reuse a finished run in DIR (its own `snakemake` is then a no-op
+check that nothing is left to do) while iterating on these tests.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+SMOKE_CONFIG = REPO / "config" / "smoke.yaml"
+SMOKE_TIMEOUT_S = 40 * 60
+
+
+def smoke_command(workdir: Path, *targets: str, config: Path = SMOKE_CONFIG) -> list[str]:
+    """The smoke DAG's command for `targets` (default `all`) in `workdir`."""
+    return [str(SNAKEMAKE), *(targets or ("all",)), "--profile", str(REPO / "profiles" / "smoke"),
+            "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(config)]
+
+
+def smoke_env() -> dict:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    return env
+
+
+@dataclass
+class SmokeRun:
+    """A finished smoke DAG: where it ran and how it ended."""
+
+    workdir: Path
+    returncode: int
+    output: str
+
+    @property
+    def results(self) -> Path:
+        return self.workdir / "results" / "smoke"
+
+    @property
+    def report(self) -> Path:
+        return self.workdir / "reports" / "smoke"
+
+    @property
+    def logs(self) -> Path:
+        return self.workdir / "logs" / "smoke"
+
+    command = staticmethod(smoke_command)  # for tests that build reduced targets elsewhere
+    env = staticmethod(smoke_env)
+
+    def check(self) -> None:
+        assert self.returncode == 0, f"the smoke DAG failed:\n{self.output[-5000:]}"
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> SmokeRun:
+    reuse = os.environ.get("MPLUG_SMOKE_RUN")
+    workdir = Path(reuse) if reuse else tmp_path_factory.mktemp("smoke_run")
+    res = subprocess.run(smoke_command(workdir), cwd=REPO, env=smoke_env(), capture_output=True,
+                         text=True, timeout=SMOKE_TIMEOUT_S)
+    return SmokeRun(workdir, res.returncode, res.stdout + res.stderr)
