@@ -47,9 +47,9 @@ class GenerateBenchOptions:
 
     @classmethod
     def quick(cls, **kw: Any) -> "GenerateBenchOptions":
-        """CI shapes: base layer counts (12-layer decoder), width 256, a 4-layer 256-wide ViT
-        at 224 px (197 tokens); official decoding settings."""
-        base = dict(width=256, vision_width=256, vision_layers=4, image_res=224, repeats=1)
+        """CI shapes: base layer counts (12-layer decoder), width 256, a 2-layer 256-wide ViT
+        at 192 px (145 tokens); official decoding settings."""
+        base = dict(width=256, vision_width=256, vision_layers=2, image_res=192, repeats=1)
         base.update({k: v for k, v in kw.items() if v is not None})
         return cls(**base)
 

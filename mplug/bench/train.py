@@ -46,8 +46,8 @@ class TrainBenchOptions:
 
     @classmethod
     def quick(cls, **kw: Any) -> "TrainBenchOptions":
-        """CI: the smoke model (64 px, a few M params), batch 8, 3 timed steps."""
-        base = dict(model="mplug_smoke", batch=8, image_res=None, text_len=16, steps=3, warmup=1)
+        """CI: the smoke model (64 px, a few M params), batch 4, 2 timed steps."""
+        base = dict(model="mplug_smoke", batch=4, image_res=None, text_len=16, steps=2, warmup=1)
         base.update({k: v for k, v in kw.items() if v is not None})
         return cls(**base)
 

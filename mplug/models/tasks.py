@@ -154,6 +154,10 @@ class ContrastiveMixin(H.MomentumMixin):
         for mplug_base) and reused by every candidate text; `chunk` pairs go through the fusion
         at a time (default: all). Returns the ITM logit of class 1, (P,)."""
         p, i_count = text_embeds.size(0), image_embeds.size(0)
+        if image_index is not None:
+            image_index = torch.as_tensor(image_index, device=image_embeds.device).long()
+            if i_count == 1:
+                image_index = None  # one image: broadcast instead of gathering copies
         if image_index is None:
             if i_count not in (1, p):
                 raise ValueError(f"image_index is needed for {i_count} images and {p} texts")
