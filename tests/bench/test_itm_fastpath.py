@@ -92,3 +92,18 @@ def test_bad_image_index():
     t, tm = _texts(model, 5)
     with pytest.raises(ValueError, match="image_index"):
         model.itm_scores_cached(v, t, tm, vm)
+
+
+def test_numpy_index_as_the_evaluator_passes_it():
+    import numpy as np
+
+    model = _model(stride=6)
+    v, vm = _images(model, 2)
+    t, tm = _texts(model, 5)
+    ii = np.array([1, 1, 0, 1, 0])
+    uniq, inv = np.unique(ii, return_inverse=True)
+    plain = model.itm_scores(v[ii], t, tm, vm[ii])
+    fast = model.itm_scores_cached(v[uniq], t, tm, vm[uniq], image_index=inv, chunk=2)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
+    one = model.itm_scores_cached(v[:1], t, tm, vm[:1], image_index=np.zeros(5, dtype=int))
+    torch.testing.assert_close(one, model.itm_scores(v[[0] * 5], t, tm, vm[[0] * 5]), atol=1e-5, rtol=0)
