@@ -309,7 +309,7 @@ class VideoDataset(TaskDataset):
 
         r = self.records[j]
         try:
-            frames, info = load_video(r, self.root, self.opts.get("num_frames", 8))
+            frames, info = load_video(r, self.root, self.opts.get("num_frames", 8), self.strict)
         except BadVideo as err:
             raise BadSample(f"video {r['video_id']}: {err}") from None
         import torch

@@ -3,7 +3,8 @@
 Official (mPLUG dataset/video_dataset.py, decord): `np.arange(0, vlen, vlen / num_frm)` frame
 indices, each frame resized to image_res x image_res. A video with fewer frames than asked
 repeats frames (the same arithmetic); unreadable frames are replaced by the previous readable
-one and counted.
+one and counted (training), or, with `strict=True` (evaluation), make the video a BadVideo
+naming the frame, since a silently substituted frame changes what is being scored.
 """
 from __future__ import annotations
 
@@ -32,11 +33,11 @@ def list_frames(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
 
 
-def read_frames(paths: list[Path], n: int) -> tuple[list[Any], dict]:
+def read_frames(paths: list[Path], n: int, strict: bool = False) -> tuple[list[Any], dict]:
     """Read n uniformly sampled frames (PIL RGB) of a frame list.
 
     Returns (frames, info) with info = {"vlen", "short": vlen < n, "bad_frames": count}.
-    Raises BadVideo when no frame is readable.
+    Raises BadVideo when no frame is readable, or (strict) when any sampled frame is not.
     """
     from PIL import Image
 
@@ -48,7 +49,9 @@ def read_frames(paths: list[Path], n: int) -> tuple[list[Any], dict]:
             try:
                 with Image.open(paths[i]) as im:
                     cache[i] = im.convert("RGB")
-            except (OSError, ValueError):
+            except (OSError, ValueError) as err:
+                if strict:
+                    raise BadVideo(f"unreadable frame {paths[i]}: {err}") from None
                 cache[i] = None
         img = cache[i]
         if img is None:
@@ -79,15 +82,16 @@ def read_video_file(path: Path, n: int) -> tuple[list[Any], dict]:
     return frames, {"vlen": int(video.shape[0]), "short": video.shape[0] < n, "bad_frames": 0}
 
 
-def load_video(rec: dict, dataset_dir: Path, n: int) -> tuple[list[Any], dict]:
-    """Frames of a normalised video record (`frames` list, or `video` folder / file)."""
+def load_video(rec: dict, dataset_dir: Path, n: int, strict: bool = False) -> tuple[list[Any], dict]:
+    """Frames of a normalised video record (`frames` list, or `video` folder / file);
+    `strict`: an unreadable sampled frame is a BadVideo (see `read_frames`)."""
     from mplug.data.formats import resolve_path
 
     if "frames" in rec:
-        return read_frames([resolve_path(dataset_dir, p) for p in rec["frames"]], n)
+        return read_frames([resolve_path(dataset_dir, p) for p in rec["frames"]], n, strict)
     path = resolve_path(dataset_dir, rec["video"])
     if path.is_dir():
-        return read_frames(list_frames(path), n)
+        return read_frames(list_frames(path), n, strict)
     if path.suffix.lower() in VIDEO_EXTS and path.is_file():
         return read_video_file(path, n)
     raise BadVideo(f"{path}: no such frame folder or video file")

@@ -164,3 +164,18 @@ def test_collator_encoders_match_batches(synth_world, tokenizer):
     assert batch["answer_ids"].shape[1] <= col.max_answer_len
     r_ids, _ = Collator("retrieval_coco", tokenizer).encode_text(["a red cube"])
     assert r_ids[0, -1].item() == 102
+
+
+def test_strict_video_names_an_unreadable_frame(copy_dataset):
+    """Training repeats the previous frame (counted in meta); evaluation (strict) stops."""
+    from mplug.data.formats import read_records
+    from mplug.errors import DataError
+
+    root = copy_dataset("msrvtt_qa")
+    rec = read_records(root / "msrvtt_qa" / "test.jsonl", "video_qa")[0]
+    frame = sorted((root / "msrvtt_qa" / rec["video"]).iterdir())[2]
+    frame.write_bytes(b"not an image")
+    ex = build_dataset("video_qa_msrvtt", root, "test", None, RES, False)[0]
+    assert ex["meta"]["bad_frames"] >= 1 and ex["meta"]["question_id"] == rec["question_id"]
+    with pytest.raises(DataError, match=frame.name):
+        build_dataset("video_qa_msrvtt", root, "test", None, RES, False, strict=True)[0]
