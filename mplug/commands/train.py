@@ -20,6 +20,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", default=None, metavar="latest|DIR",
                    help="continue from OUT/checkpoints/latest (no checkpoint yet: start fresh) or "
                         "from a checkpoint directory")
+    p.add_argument("--tokenizer", default=None, help="vocab.txt or tokenizer folder (default: the "
+                   "config's `tokenizer:`, else vocab.txt in --data)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many optimizer steps (overrides train.max_steps)")
 
@@ -50,6 +52,6 @@ def _run(args: argparse.Namespace) -> int:
 
     summary = train(args.kind, args.task, args.config, args.model, args.stage, args.data, args.out,
                     init=args.init, resume=args.resume, clip=args.clip, bert=args.bert,
-                    max_steps=args.max_steps)
+                    max_steps=args.max_steps, tokenizer=args.tokenizer)
     print(f"trained {summary['steps']} steps in {summary['wall_seconds']} s -> {args.out}/model.safetensors")
     return 0

@@ -220,6 +220,13 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
     log_path = out / LOG_FILE
     if ckpt is not None:
         state.update(load_checkpoint(engine, ckpt, dist.rank))
+        saved_settings = (state.pop("run", None) or {}).get("settings")
+        now_settings = (run_info or {}).get("settings")
+        if dist.is_main and saved_settings and now_settings and saved_settings != now_settings:
+            changed = sorted(k for k in set(saved_settings) | set(now_settings)
+                             if saved_settings.get(k) != now_settings.get(k))
+            log.warning("resuming with changed train settings (%s): the result will not equal an "
+                        "uninterrupted run", ", ".join(changed))
         if dist.is_main:
             _truncate_log(log_path, state["step"])
             log.info("resumed from %s: epoch %d, step %d", ckpt, state["epoch"], state["step"])

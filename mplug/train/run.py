@@ -45,7 +45,7 @@ def resolve_stage(cfg: dict, kind: str, task: str, stage: str | None) -> str:
 def train(kind: str, task: str, config: str | Path, model: str, stage: str | None, data: str | Path,
           out: str | Path, init: str | Path | None = None, resume: str | None = None,
           clip: str | Path | None = None, bert: str | Path | None = None,
-          max_steps: int | None = None) -> dict[str, Any]:
+          max_steps: int | None = None, tokenizer: str | Path | None = None) -> dict[str, Any]:
     """Train one pretraining stage (`kind='pretrain'`, task 'pretrain') or fine-tuning job."""
     import torch
 
@@ -74,7 +74,7 @@ def train(kind: str, task: str, config: str | Path, model: str, stage: str | Non
         log.info("%s.%s=%r is not used by training (see mplug/train/settings.py)", where, key, value)
 
     data_dir = Path(data)
-    tok = load_tokenizer(find_vocab(data_dir, cfg.get("tokenizer")))
+    tok = load_tokenizer(find_vocab(data_dir, tokenizer or cfg.get("tokenizer")))
     _set_seed(int(cfg["seed"]))  # model init is a function of the seed
     over = recipes.model_overrides(settings, msettings, tok, arch)
     net = build_model(arch, model_task, **over)
