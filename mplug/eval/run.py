@@ -417,7 +417,9 @@ def evaluate(task: str, checkpoint: str | Path | None, data: str | Path, split: 
     start = time.time()
     data_dir = resolve_dataset_dir(task, data, split, dataset)
     device = _device(settings.device)
-    tok = load_tokenizer(find_vocab(data_dir, tokenizer))
+    # the trainer's lookup: --tokenizer, else the config's `tokenizer:`, else vocab.txt near the data
+    cfg_tok = config.get("tokenizer") if isinstance(config, dict) else None
+    tok = load_tokenizer(find_vocab(data_dir, tokenizer or cfg_tok))
     model = load_model(model_task, checkpoint, settings, device, tokenizer=tok)
     res = settings.image_res or model.cfg.vision.image_res
     loader, ds = eval_loader(task, data_dir, split, tok, res, settings, model.cfg.text.max_position)
