@@ -126,8 +126,8 @@ class TaskDataset(Dataset):
                 return ex
             except BadSample as err:
                 if self.strict:
-                    raise DataError(f"{self.root}/{self.split}.jsonl example {j}: {err}; fix or "
-                                    "re-download the file and rerun the preprocess step") from None
+                    raise DataError(f"{self.root}/{self.split}.jsonl example {j}: {err}; fix "
+                                    "or re-download the file and rerun the preprocess step") from None
                 skipped += 1
                 self.bad_images += 1
                 self.bad_paths.append(str(err))

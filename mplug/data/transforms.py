@@ -74,7 +74,7 @@ def resize_pad(img: Any, box_xywh: list[float], res: int, train: bool = False,
     if train and translate:
         rng = rng or random
         left, top = rng.randint(0, res - nw), rng.randint(0, res - nh)
-    else:  # TransVG NormalizeAndPad(center=True): round(d / 2 - 0.1), so odd pads put the extra row/column last
+    else:  # TransVG NormalizeAndPad(center=True): round(d / 2 - 0.1); an odd pad's extra row goes last
         left, top = round((res - nw) / 2 - 0.1), round((res - nh) / 2 - 0.1)
     canvas = torch.zeros(3, res, res)  # padding is 0 after normalisation (= the mean colour)
     canvas[:, top:top + nh, left:left + nw] = TF.normalize(TF.to_tensor(img), CLIP_MEAN, CLIP_STD)
