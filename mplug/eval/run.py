@@ -268,13 +268,14 @@ def _run_retrieval(ctx: _Ctx) -> tuple[dict, list]:
     sims = ctx.model.itc_sim(torch.cat(img_feats), torch.cat(t_feats)).float().cpu().numpy()
 
     def itm(img_idx: np.ndarray, txt_idx: np.ndarray) -> np.ndarray:
-        scores = []
-        for a in range(0, len(img_idx), s.batch_size):
-            ii, tt = img_idx[a:a + s.batch_size], txt_idx[a:a + s.batch_size]
-            te = torch.nn.utils.rnn.pad_sequence([t_embeds[t] for t in tt], batch_first=True)
-            tm = torch.nn.utils.rnn.pad_sequence([t_masks[t] for t in tt], batch_first=True)
-            scores.append(ctx.model.itm_scores(v[ii], te, tm, vm[ii]).float().cpu().numpy())
-        return np.concatenate(scores)
+        # Fast path: each distinct image's cross-attention K/V is projected once and shared by
+        # all its candidate texts (image->text rerank: one image, k texts). Same scores as
+        # `itm_scores` within 1e-5 (tests/bench/test_itm_fastpath.py).
+        uniq, inv = np.unique(img_idx, return_inverse=True)
+        te = torch.nn.utils.rnn.pad_sequence([t_embeds[t] for t in txt_idx], batch_first=True)
+        tm = torch.nn.utils.rnn.pad_sequence([t_masks[t] for t in txt_idx], batch_first=True)
+        return ctx.model.itm_scores_cached(v[uniq], te, tm, vm[uniq], image_index=inv,
+                                           chunk=s.batch_size).float().cpu().numpy()
 
     i2t, t2i = two_stage_scores(sims, k, itm, add_itc=video, progress=True)
     metrics = recall_at_k(i2t, t2i, ds.txt2img, ds.img2txt)
