@@ -74,6 +74,11 @@ def build_engine(model: "torch.nn.Module", optim_cfg: OptimConfig, engine_cfg: E
         log.warning("bf16 requested but this CPU has no native bf16 support; it will be slow")
     optimizer = build_optimizer(model, optim_cfg)
     _patch_zero_dim_broadcast()
+    import logging
+
+    from deepspeed.utils import logger as ds_logger
+
+    ds_logger.setLevel(logging.WARNING)  # its per-step INFO lines drown ours; warnings still show
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, config=ds_config,
         lr_scheduler=lambda opt: build_scheduler(opt, optim_cfg, steps_per_epoch, epochs, total_steps))
