@@ -79,3 +79,26 @@ def test_stage_and_task_errors(world, tiny_config, tmp_path):
         train("finetune", "pretrain", tiny_config, "mplug_tiny", None, world, tmp_path)
     with pytest.raises(ConfigError, match="pass --stage"):  # two caption jobs
         train("finetune", "caption", tiny_config, "mplug_tiny", None, world, tmp_path)
+
+
+def test_pretraining_resumes_exactly_from_a_mid_epoch_checkpoint(world, tmp_path, dist_env_restored):
+    """The pretraining data is streamed (JSONL + webdataset shards): resuming re-reads and drops
+    the consumed batches and restores the RNG. A run resumed from its step-2 checkpoint (as after
+    a SIGKILL at step 3) ends with the same weights as the uninterrupted 4-step run."""
+    import shutil
+
+    from mplug.models.loading import load_state_dict_safe
+
+    cfg = make_tiny_config(tmp_path / "c.yaml", max_steps=4, save_every=2, batch_size=8)
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    train("pretrain", "pretrain", cfg, "mplug_tiny", "pretrain_14m", world, full)
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(full / "checkpoints" / "step_00000002", resumed / "checkpoints" / "step_00000002")
+    (resumed / "checkpoints" / "latest").write_text("step_00000002\n")
+    summary = train("pretrain", "pretrain", cfg, "mplug_tiny", "pretrain_14m", world, resumed,
+                    resume="latest")
+    assert summary["steps"] == 4
+    a = load_state_dict_safe(full / "model.safetensors")
+    b = load_state_dict_safe(resumed / "model.safetensors")
+    diff = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not diff, f"resumed pretraining differs: {diff[:5]}"
