@@ -187,7 +187,8 @@ def _stream(dataset, collate_fn, plan: BatchPlan, loop: LoopConfig, epoch: int, 
     return mine
 
 
-def _set_seed(seed: int) -> None:
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch (model init and the training RNG stream)."""
     import random
 
     import numpy as np
@@ -215,7 +216,7 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
     # smoke runs ask for N steps over a small dataset, which takes several epochs.
     total_steps = loop.max_steps or plan.steps_per_epoch * loop.epochs
     epochs = math.ceil(total_steps / plan.steps_per_epoch)
-    _set_seed(loop.seed + dist.rank)  # the training RNG stream (dropout, masking, negatives)
+    set_seed(loop.seed + dist.rank)  # the training RNG stream (dropout, masking, negatives)
     engine, info = build_engine(model, optim, engine_cfg, plan.micro_batch, plan.steps_per_epoch,
                                 loop.epochs, dist, total_steps=total_steps)
     device, dtype = engine.device, module_dtype(engine)

@@ -52,7 +52,7 @@ def train(kind: str, task: str, config: str | Path, model: str, stage: str | Non
     from mplug.config import load_config, model_settings, train_settings
     from mplug.data.tokenizer import find_vocab, load_tokenizer
     from mplug.models import build_model
-    from mplug.train.loop import _set_seed, fit
+    from mplug.train.loop import fit, set_seed
     from mplug.utils.provenance import config_hash
 
     t0 = time.perf_counter()
@@ -75,7 +75,7 @@ def train(kind: str, task: str, config: str | Path, model: str, stage: str | Non
 
     data_dir = Path(data)
     tok = load_tokenizer(find_vocab(data_dir, tokenizer or cfg.get("tokenizer")))
-    _set_seed(int(cfg["seed"]))  # model init is a function of the seed
+    set_seed(int(cfg["seed"]))  # model init is a function of the seed
     over = recipes.model_overrides(settings, msettings, tok, arch)
     net = build_model(arch, model_task, **over)
     init_info: dict[str, Any] | None = None

@@ -168,3 +168,23 @@ def test_batch_plan_deterministic_disjoint_and_resumable():
     assert plan.epoch_batches(1, 0) != r0  # reshuffled per epoch
     with pytest.raises(ConfigError, match="larger than the dataset"):
         BatchPlan(n_examples=10, global_batch=16)
+
+
+def test_alpha_ramp_over_the_first_epoch():
+    from mplug.train.loop import StepContext
+    from mplug.train.recipes import alpha_at
+
+    assert alpha_at(0.4, StepContext(epoch=0, step=0, micro_in_epoch=0, micro_per_epoch=10)) == 0.0
+    assert alpha_at(0.4, StepContext(0, 5, 5, 10)) == pytest.approx(0.2)
+    assert alpha_at(0.4, StepContext(1, 12, 2, 10)) == 0.4
+
+
+def test_dataset_folders_prefer_the_stage_list(tmp_path):
+    from mplug.train.recipes import dataset_folders
+
+    for name in ("refcoco", "refcoco+", "pretrain_14m"):
+        (tmp_path / name).mkdir()
+    assert dataset_folders("grounding", tmp_path, ["refcoco", "refcoco+"], None) == ["refcoco", "refcoco+"]
+    # real-data configs list download sources: fall back to the stage's / task's folder
+    assert dataset_folders("pretrain", tmp_path, ["coco", "vg"], "pretrain_14m") == ["pretrain_14m"]
+    assert dataset_folders("vqa", tmp_path, ["vqa_raw"], None) == [None]

@@ -66,3 +66,36 @@ def test_sigterm_writes_checkpoint_exits_75_and_resumes(reference_run, tmp_path)
     assert f"step {stopped}" in res.stderr  # "resumed from ...: epoch E, step S"
     assert log_steps(tmp_path) == list(range(1, 21))
     _assert_same_weights(reference_run, tmp_path)
+
+
+def test_two_processes_with_torchrun_shard_and_resume_exactly(tmp_path):
+    """`torchrun --nproc_per_node 2` on the CPU (gloo): ZeRO-2 shards and RNG states per rank;
+    resuming both ranks from the step-6 checkpoint reproduces the uninterrupted weights."""
+    import shutil
+    import subprocess
+    import sys
+
+    from _toyrun import REPO, TOY, toy_env
+    from mplug.train.distributed import free_port
+
+    def torchrun(out, *extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", str(free_port()), str(TOY), str(out), "--steps", "8", *extra]
+        res = subprocess.run(cmd, env=toy_env(), capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return res
+
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    torchrun(full)
+    summary = json.loads((full / "summary.json").read_text())
+    assert summary["engine"]["world_size"] == 2 and summary["engine"]["micro_batch_size"] == 4
+    ckpt = full / "checkpoints" / "step_00000006"
+    assert {p.name for p in ckpt.iterdir()} >= {
+        "rng_rank0.json", "rng_rank1.json", "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+        "zero_pp_rank_1_mp_rank_00_optim_states.pt", "mp_rank_00_model_states.pt"}
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(ckpt, resumed / "checkpoints" / ckpt.name)
+    (resumed / "checkpoints" / "latest").write_text(ckpt.name + "\n")
+    res = torchrun(resumed, "--resume", "latest")
+    assert "resumed from" in res.stderr
+    _assert_same_weights(full, resumed)
