@@ -178,9 +178,11 @@ def metric_cell(ctx: RunContext, cell: mapping.CellMap, published: float | None)
     if not is_number(value):
         why = (metrics.get("unavailable") or {}).get(key) if isinstance(
             metrics.get("unavailable"), dict) else None
+        if value is None and why:  # a metric the evaluator could not compute, with its reason
+            return Repro(NOT_RUN, reason=f"{key} unavailable in {where}: {why}", source=where,
+                         provenance=prov)
         return Repro(NOT_RUN, reason=f"malformed result: {where} metrics.{key} = {value!r} is not "
-                                     f"a number" + (f" ({why})" if why else ""),
-                     source=where, provenance=prov)
+                                     f"a number", source=where, provenance=prov)
     status, delta = status_for(float(value), published, ctx.tolerance)
     return Repro(status, float(value), delta=delta, reason=src.note, source=where,
                  provenance=prov)

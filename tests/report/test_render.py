@@ -193,3 +193,19 @@ def test_differences_show_the_run_config_keys(tmp_path):
     _, _, html = _report(tmp_path)
     assert "models.mplug_smoke.stride" in html and "finetune.vqa.train.distill" in html
     assert "hparams: official" in html
+
+
+def test_unavailable_metric_shows_its_reason_not_malformed(tmp_path):
+    """SPICE without its CoreNLP models: the evaluator writes None + a reason; the cell says so."""
+    why = "Stanford CoreNLP models missing (fixture)"
+    _metrics(tmp_path / _eval("caption", "test"),
+             {"Bleu_4": 40.0, "METEOR": 30.0, "CIDEr": 130.0, "SPICE": None,
+              "unavailable": {"SPICE": why}})
+    _, out, _ = _report(tmp_path)
+    t1 = _csv(out, 1)
+    spice = t1[(t1.model == "mPLUG") & t1.setting.str.contains("CIDEr opt") & (t1.metric == "S")]
+    assert len(spice) == 1
+    row = spice.iloc[0]
+    assert row.status == "not_run"
+    assert "SPICE unavailable" in row.reason and why in row.reason
+    assert "malformed" not in row.reason
