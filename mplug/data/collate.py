@@ -89,4 +89,4 @@ def _stack_images(images: list) -> torch.Tensor:
 
 def count_bad(batch: dict) -> int:
     """Bad images skipped to build this batch (sum over workers: add this up per epoch)."""
-    return sum(int(m.get("skipped_bad", 0)) for m in batch["meta"])
+    return sum(int(m.get("skipped_bad", 0)) for m in batch.get("meta", ()))

@@ -206,6 +206,8 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
     import torch
     from torch.utils.data import DataLoader
 
+    from mplug.data.collate import count_bad
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dist = detect()
@@ -286,6 +288,10 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
                                         persistent_workers=False)
                 acc: dict[str, float] = {}
                 for batch in loader:
+                    # skip-and-count policy: bad images were replaced by the dataset; the run
+                    # reports how many (summary.json `bad_images`, this rank's share), never
+                    # silently
+                    state["bad_images"] = state.get("bad_images", 0) + count_bad(batch)
                     ctx = StepContext(epoch, state["step"], state["micro_in_epoch"],
                                       plan.micro_batches_per_epoch)
                     losses = step_fn(engine, to_device(batch, device, dtype), ctx)
@@ -362,6 +368,7 @@ def _finish(engine, info, out: Path, state, first, window, wall0, dist, run_info
     summary = {
         "status": "complete", "steps": state["step"], "total_steps": total_steps,
         "epochs_done": state["epoch"], "samples": state["samples"],
+        "bad_images": state.get("bad_images", 0),
         "wall_seconds": round(time.perf_counter() - wall0, 2), "engine": info.to_dict(),
         "first_losses": first,
         "last_losses": {k: sum(v) / len(v) for k, v in window.items() if v},

@@ -135,9 +135,6 @@ def test_video_with_fewer_frames_evaluates_every_question(world_copy, tmp_path, 
     assert sorted(p["question_id"] for p in preds) == sorted(r["question_id"] for r in recs[:limit])
 
 
-@pytest.mark.xfail(strict=True, reason="train: bad images are skipped and replaced, but the count "
-                   "never reaches summary.json (fit() does not sum collate.count_bad / "
-                   "dataset.summary())")
 def test_training_skips_bad_images_and_reports_the_count(world_copy, tmp_path):
     """Training's policy is skip-and-count: the run finishes and summary.json says how many."""
     from _helpers import REPO, mplug
