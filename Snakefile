@@ -1,6 +1,6 @@
 # mplug-repro: raw data -> pretraining -> fine-tuning -> evaluation -> benchmarks -> report.
-#   snakemake --profile slurm all                                      (the paper's run, SLURM)
-#   snakemake --profile profiles/smoke --configfile config/smoke.yaml all   (CPU smoke run)
+#   snakemake all --profile slurm                                      (the paper's run, SLURM)
+#   snakemake all --profile profiles/smoke --configfile config/smoke.yaml   (CPU smoke run)
 # Targets: all, report, table01 ... table12, figures. Rules are thin: each calls one `mplug` verb
 # (docs/architecture.md, "CLI contract"); outputs land in data/RUN, results/RUN, reports/RUN and
 # logs in logs/RUN/<rule>/. Run from the repository root.
@@ -16,16 +16,17 @@ sys.path.insert(0, str(Path(workflow.basedir).resolve()))  # `import mplug` with
 
 # One config file per run. Snakemake would deep-merge a default `configfile:` with --configfile
 # (a smoke run would inherit the paper's models), so the default loads only when none is given.
+DEFAULT_CONFIG = os.path.join(workflow.basedir, "config", "config.yaml")  # also with -d DIR
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: DEFAULT_CONFIG
 
 
 if len(workflow.overwrite_configfiles) > 1:
     raise ValueError("pass exactly one --configfile (run configs are not merged): got "
                      + ", ".join(map(str, workflow.overwrite_configfiles)))
 CONFIGFILE = str(workflow.overwrite_configfiles[0]) if workflow.overwrite_configfiles \
-    else "config/config.yaml"
+    else DEFAULT_CONFIG
 if os.path.abspath(CONFIGFILE).startswith(os.getcwd() + os.sep):
     CONFIGFILE = os.path.relpath(CONFIGFILE)  # shorter command lines and logs
 

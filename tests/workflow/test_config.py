@@ -9,7 +9,7 @@ import copy
 import pytest
 import yaml
 
-from conftest import ROOT, snakemake
+from _dryrun import ROOT, snakemake
 from mplug.config import (eval_settings, load_config, model_settings, table_inputs,
                           train_settings)
 from mplug.errors import ConfigError

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import ROOT
+from _dryrun import ROOT
 from mplug import config as mcfg
 from mplug.report import mapping
 
