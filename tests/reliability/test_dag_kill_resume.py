@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from _helpers import REPO, cli_env, mplug
 
@@ -44,7 +45,7 @@ TIMEOUT_S = 20 * 60
 
 
 CONFIG = REPO / "config" / "smoke.yaml"
-SAVE_EVERY = 50  # config/smoke.yaml pretrain.*.train.save_every
+SAVE_EVERY = yaml.safe_load(CONFIG.read_text())["pretrain"]["pretrain_14m"]["train"]["save_every"]
 
 
 def _command(config: Path, workdir: Path, *extra: str) -> list[str]:
