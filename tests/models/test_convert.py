@@ -1,7 +1,8 @@
 """Official checkpoint conversion, on state dicts synthesised from the official key lists.
 
 Two kinds of synthetic checkpoints:
-* real names AND real shapes (from /work/shared/reference/official-keys/*.txt) as meta tensors,
+* real names AND real shapes (tests/models/fixtures/official-keys/*.txt: state-dict keys and shapes
+  of the official fine-tuning models, dumped from the official code with random weights) as meta tensors,
   converted against our real configs built on the meta device: proves every official key maps
   or is a documented drop, every one of our keys is covered, and every shape agrees;
 * our tiny model's weights renamed to the official layout (with dead weights added), converted
@@ -22,8 +23,7 @@ from mplug.models.loading import load_into, load_state_dict_safe
 from mplug.models.tasks import build_model
 
 torch.set_num_threads(1)
-KEYS_DIR = Path("/work/shared/reference/official-keys")
-needs_keys = pytest.mark.skipif(not KEYS_DIR.is_dir(), reason="official key lists not available")
+KEYS_DIR = Path(__file__).parent / "fixtures" / "official-keys"
 
 
 def official_meta_state(name: str) -> dict[str, torch.Tensor]:
@@ -40,7 +40,6 @@ def meta_target(model: str, task: str, **over) -> dict[str, torch.Tensor]:
         return build_model(model, task, **over).state_dict()
 
 
-@needs_keys
 @pytest.mark.parametrize("keys,model,task", [
     ("keys_vqa_base.txt", "mplug_base", "vqa"),
     ("keys_vqa_large.txt", "mplug_large", "vqa"),
@@ -76,7 +75,6 @@ def _pretrain_style(state: dict) -> dict:
     return out
 
 
-@needs_keys
 def test_pretrain_checkpoint_converts_for_pretrain_and_finetuning():
     ret = official_meta_state("keys_ret_large.txt")
     cap = official_meta_state("keys_cap_large.txt")
