@@ -70,64 +70,11 @@ def plain_step(engine, batch, ctx):
 
 
 def scst_step(tokenizer, reward, scst: dict[str, Any]):
-    """Self-critical sequence training (official caption_mplug_scst.py, official-mplug.md 3.2).
+    """Self-critical sequence training step (official caption_mplug_scst.py): see
+    mplug/train/scst.py (`grad_path: beam` backpropagates through beam search, as official)."""
+    from mplug.train.scst import scst_step as _scst_step
 
-    K = beam_size hypotheses per image by beam search; reward r = CIDEr of each against all the
-    image's references; baseline b = mean reward of the K beams of that image; score = summed
-    log-probability / number of tokens (incl. [CLS]); loss = -mean(score * (r - b)).
-    The official code backpropagates through beam search itself; here the K hypotheses are
-    decoded without gradient and rescored by a teacher-forced decoder pass, which gives the same
-    log-probabilities (and gradients) for those sequences without the length penalty's ranking.
-    `baseline: greedy` uses the reward of the greedy caption instead (Rennie et al.).
-    """
-    import torch
-
-    k = int(scst.get("beam_size", 5))
-    min_len, max_len = int(scst.get("min_length", 8)), int(scst.get("max_length", 25))
-    baseline_kind = scst.get("baseline", "beam_mean")
-
-    def step(engine, batch, ctx):
-        model = engine.module
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            ids, _ = model.generate(batch, beam_size=k, num_return=k, min_length=min_len,
-                                    max_length=max_len)  # (B, K, T)
-            greedy_ids = None
-            if baseline_kind == "greedy":
-                greedy_ids, _ = model.generate(batch, beam_size=1, num_return=1,
-                                               min_length=min_len, max_length=max_len)
-        model.train(was_training)
-        b, kk, t = ids.shape
-        flat = ids.reshape(b * kk, t)
-        texts = tokenizer.batch_decode(flat.tolist(), skip_special_tokens=True)
-        image_ids = [m["image_id"] for m in batch["meta"] for _ in range(kk)]
-        r = torch.tensor(reward(texts, image_ids), dtype=torch.float32, device=ids.device).view(b, kk)
-        if greedy_ids is not None:
-            g_texts = tokenizer.batch_decode(greedy_ids[:, 0].tolist(), skip_special_tokens=True)
-            base = torch.tensor(reward(g_texts, [m["image_id"] for m in batch["meta"]]),
-                                dtype=torch.float32, device=ids.device).view(b, 1)
-        else:
-            base = r.mean(dim=1, keepdim=True)
-        cfg = model.cfg
-        seq = torch.cat([torch.full((b * kk, 1), cfg.bos_token_id, dtype=flat.dtype, device=flat.device),
-                         flat], dim=1)  # (BK, T+1): [CLS] hypothesis [SEP] pad...
-        # real tokens: up to and including the first [SEP]
-        is_eos = (seq == cfg.eos_token_id).long()
-        after_eos = (is_eos.cumsum(1) - is_eos) > 0
-        mask = ((seq != cfg.text.pad_token_id) & ~after_eos).long()
-        mask[:, 0] = 1
-        memory, memory_mask = model.memory(batch)
-        memory = memory.repeat_interleave(kk, 0)
-        memory_mask = memory_mask.repeat_interleave(kk, 0)
-        labels = seq.masked_fill(mask == 0, -100)
-        out = model.text_decoder(seq, mask, memory, memory_mask, labels=labels, reduction="none")
-        score = -out.loss.float() / mask.sum(1).float()  # (BK,) mean log-prob per token
-        adv = (r - base).view(-1)
-        loss = -(score * adv).mean()
-        return {"loss": loss, "loss_scst": loss.detach(), "reward": r.mean().detach(),
-                "reward_baseline": base.mean().detach()}
-    return step
+    return _scst_step(tokenizer, reward, scst)
 
 
 # ----------------------------------------------------------------------------- data
