@@ -61,6 +61,7 @@ class LoopConfig:
     seed: int = 42
     log_every: int = 50
     save_every: int = 0  # optimizer steps between checkpoints; 0 = at the end of each epoch only
+    eval_every: int = 0  # optimizer steps between keep-best evaluations (with an evaluator); 0 = off
     keep_checkpoints: int = 2
     num_workers: int = 0
     progress: bool = True
@@ -201,12 +202,15 @@ def set_seed(seed: int) -> None:
 
 def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine_cfg: EngineConfig,
         out_dir: str | os.PathLike, resume: str | None = None, step_fn: StepFn = default_step,
-        run_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train; returns the summary (also written to OUT/summary.json). See the module doc."""
+        run_info: dict[str, Any] | None = None, evaluator: Callable | None = None) -> dict[str, Any]:
+    """Train; returns the summary (also written to OUT/summary.json). See the module doc.
+    `evaluator(engine) -> {evaluator.metric: value, ...}` with `loop.eval_every` turns on keep-best
+    selection (mplug/train/evaluation.py): model.safetensors is then the best evaluated model."""
     import torch
     from torch.utils.data import DataLoader
 
     from mplug.data.collate import count_bad
+    from mplug.train.evaluation import EVAL_LOG_FILE, BestKeeper
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -237,10 +241,13 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
                         "uninterrupted run", ", ".join(changed))
         if dist.is_main:
             _truncate_log(log_path, state["step"])
+            _truncate_log(out / EVAL_LOG_FILE, state["step"])
             log.info("resumed from %s: epoch %d, step %d", ckpt, state["epoch"], state["step"])
     else:
-        if dist.is_main and log_path.exists():
-            log_path.unlink()  # a fresh run: no stale records from an earlier attempt
+        if dist.is_main:
+            for stale in (log_path, out / EVAL_LOG_FILE):
+                if stale.exists():
+                    stale.unlink()  # a fresh run: no stale records from an earlier attempt
         if resume == "latest" and dist.is_main:
             log.info("--resume latest: no checkpoint under %s yet, starting from step 0", out)
     barrier()
@@ -268,6 +275,7 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
         return save_checkpoint(engine, out, state["step"], dict(state, run=run_info or {}),
                                rank=dist.rank, keep=loop.keep_checkpoints)
 
+    keeper = BestKeeper(evaluator, loop.eval_every, out, dist.is_main) if evaluator else None
     streaming = isinstance(dataset, torch.utils.data.IterableDataset)
     engine.train()
     t_step = time.perf_counter()
@@ -329,6 +337,8 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
                     done = state["step"] >= total_steps
                     if state["micro_in_epoch"] >= plan.micro_batches_per_epoch:
                         state["epoch"], state["micro_in_epoch"] = epoch + 1, 0
+                    if keeper and keeper.due(state["step"], done, state):
+                        keeper.run(engine, state, writer)  # before any checkpoint of this step: it holds the best
                     stop = any_rank(pre.signal is not None)
                     if stop:
                         preempted_by = pre.signal or signal.SIGTERM
@@ -357,14 +367,18 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
         raise Preempted(f"{name} received: stopped after step {state['step']} and wrote a "
                         f"checkpoint under {out / 'checkpoints'}; rerun the same command with "
                         f"--resume latest (exit code {EXIT_PREEMPTED} asks SLURM/Snakemake to requeue)")
+    if keeper and keeper.due(state["step"], True, state):
+        keeper.run(engine, state)  # a run that ended short of total_steps (short stream)
     return _finish(engine, info, out, state, first, window, wall0, dist, run_info, total_steps)
 
 
 def _finish(engine, info, out: Path, state, first, window, wall0, dist, run_info, total_steps):
-    from mplug.models.loading import save_state_dict
+    from mplug.models.loading import load_state_dict_safe, save_state_dict
+    from mplug.train.evaluation import BEST_MODEL_FILE, EVAL_LOG_FILE, LAST_MODEL_FILE
     from mplug.utils.provenance import provenance
 
     weights = export_state_dict(engine)  # every rank takes part (ZeRO-3 gathers)
+    best = (state.get("eval") or {}).get("best")
     summary = {
         "status": "complete", "steps": state["step"], "total_steps": total_steps,
         "epochs_done": state["epoch"], "samples": state["samples"],
@@ -374,8 +388,22 @@ def _finish(engine, info, out: Path, state, first, window, wall0, dist, run_info
         "last_losses": {k: sum(v) / len(v) for k, v in window.items() if v},
         "run": run_info or {}, "model_file": MODEL_FILE, "log_file": LOG_FILE,
     }
+    if best is not None:
+        summary.update(best=best, eval_history=state["eval"]["history"], eval_log=EVAL_LOG_FILE,
+                       last_model_file=LAST_MODEL_FILE)
+    if dist.is_main and best is not None:
+        # keep-best: the run's output model is the best evaluated one, the final one is kept too
+        save_state_dict(weights, out / LAST_MODEL_FILE, metadata={"steps": str(state["step"])})
+        if not (out / BEST_MODEL_FILE).is_file():
+            raise MplugError(f"{out / BEST_MODEL_FILE} is missing but the trainer state records a "
+                             f"best model at step {best['step']}; it was deleted after the run "
+                             "started: rerun without --resume")
+        weights = load_state_dict_safe(out / BEST_MODEL_FILE)
+        log.info("output model: the best %s=%.3f of step %d (final step %d kept as %s)",
+                 best["metric"], best["value"], best["step"], state["step"], LAST_MODEL_FILE)
     if dist.is_main:
-        save_state_dict(weights, out / MODEL_FILE, metadata={"steps": str(state["step"])})
+        save_state_dict(weights, out / MODEL_FILE, metadata={"steps": str(state["step"] if best is None
+                                                                          else best["step"])})
         summary["provenance"] = provenance(config=run_info or {}, checkpoint=out / MODEL_FILE)
         atomic_write_json(out / SUMMARY_FILE, summary)
         log.info("done: %d steps in %.1f s; last losses %s; weights %s", state["step"],

@@ -14,8 +14,9 @@ Alpha ramp (ALBEF/mPLUG pretraining and retrieval): in epoch 0 the distillation 
 linearly, `alpha * min(1, i / len(loader))`; later epochs use `alpha`.
 
 VQA training data: the official scripts train on train + nominival + VG-QA + minival. Our data
-folders hold train (train + nominival) and vg_qa; `val` (minival) is left out by default because
-the smoke run evaluates on it (VQA_TRAIN_SPLITS).
+folders hold train (train + nominival), val (minival) and vg_qa; `train.train_splits` picks them
+(config/config.yaml: [train, val, vg_qa] as official). The default without the key,
+VQA_TRAIN_SPLITS = (train, vg_qa), leaves val out because the smoke run evaluates on it.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ DATA_TASK = {"pretrain": "pretrain", "vqa": "vqa", "caption": "caption", "retrie
              "retrieval_flickr": "retrieval_flickr", "grounding": "grounding", "nlvr2": "nlvr2",
              "snli_ve": "snli_ve"}
 OBJECTIVES = {"pretrain": {"itc", "itm", "mlm", "prefix_lm"}, "retrieval": {"itc", "itm"}}
-VQA_TRAIN_SPLITS = ("train",)  # + vg_qa through the dataset's include_vg
+VQA_TRAIN_SPLITS = ("train", "vg_qa")
 
 
 @dataclass
@@ -92,6 +93,19 @@ def dataset_folders(task: str, data_dir: Path, names: list[str], stage: str | No
     return [None]  # build_dataset's default folder for the task (it errors clearly if absent)
 
 
+def train_splits(task: str, settings: TrainSettings) -> list[tuple[str, dict]]:
+    """(split, extra build_dataset options) to train on. VQA's `vg_qa` rides on `train` through
+    the dataset's include_vg (VG answers weigh vg_weight) or is read alone without `train`."""
+    if task != "vqa":
+        return [("train", {})]
+    splits = settings.train_splits or VQA_TRAIN_SPLITS
+    with_vg = "vg_qa" in splits
+    out = [(s, {"include_vg": with_vg and s == "train"}) for s in splits if s != "vg_qa"]
+    if with_vg and "train" not in splits:
+        out.append(("vg_qa", {"include_vg": False}))
+    return out
+
+
 def build_train_data(task: str, data_dir: str | Path, names: list[str], settings: TrainSettings,
                      tokenizer: Any, stage: str | None):
     """(dataset, collate_fn, folder names) for training."""
@@ -107,9 +121,9 @@ def build_train_data(task: str, data_dir: str | Path, names: list[str], settings
         opts = dict(settings.data_opts)
         if folder:
             opts["dataset"] = folder
-        splits = VQA_TRAIN_SPLITS if task == "vqa" else ("train",)
-        for split in splits:
-            parts.append(build_dataset(DATA_TASK[task], data_dir, split, tokenizer, res, True, **opts))
+        for split, extra in train_splits(task, settings):
+            parts.append(build_dataset(DATA_TASK[task], data_dir, split, tokenizer, res, True,
+                                       **opts, **extra))
         used.append(folder or "(default)")
     if not parts:
         raise DataError(f"{data_dir}: no training data for {task}")

@@ -94,20 +94,49 @@ def train(kind: str, task: str, config: str | Path, model: str, stage: str | Non
     elif task == "caption" and settings.scst:
         from mplug.eval.cider_reward import CiderReward
 
+        from mplug.train.distributed import detect
+
+        if settings.engine.zero_stage == 3 and detect().world_size > 1:
+            raise ConfigError(f"{where}.zero_stage=3 with SCST on {detect().world_size} ranks: beam "
+                              "search stops at a data-dependent step and ZeRO-3 gathers parameters "
+                              "collectively in every forward, so the ranks would deadlock; use "
+                              "zero_stage 2 (official)")
         step = recipes.scst_step(tok, CiderReward(recipes.caption_references(dataset)), settings.scst)
     else:
         step = recipes.plain_step
+    evaluator = _evaluator(task, settings, data_dir, used, tok, where)
     run_info = {"kind": kind, "task": task, "stage": stage, "model": model, "arch": arch,
                 "config": str(config), "config_hash": config_hash(cfg), "data": str(data_dir),
                 "datasets": used, "examples": len(dataset), "init": init_info,
                 "settings": settings.raw, "model_overrides": over,
                 "scst": bool(settings.scst and task == "caption"),
+                "eval_every": settings.loop.eval_every if evaluator else 0,
                 "setup_seconds": round(time.perf_counter() - t0, 2)}
     log.info("%s %s (%s) on %s: %d examples, model %s", kind, stage, task, ", ".join(used),
              len(dataset), arch)
     del torch
     return fit(net, dataset, collate, settings.loop, settings.optim, settings.engine, out,
-               resume=resume, step_fn=step, run_info=run_info)
+               resume=resume, step_fn=step, run_info=run_info, evaluator=evaluator)
+
+
+def _evaluator(task: str, settings, data_dir: Path, used: list[str], tok, where: str):
+    """Keep-best evaluation (`eval_every`): CIDEr on the caption folder's val split (official
+    SCST `--eval_steps`); other tasks log that the key is not acted on."""
+    if not settings.loop.eval_every:
+        return None
+    if task != "caption":
+        log.info("%s.eval_every=%d is not acted on for %s (keep-best evaluation is implemented for "
+                 "captioning); the last step's weights are the output", where,
+                 settings.loop.eval_every, task)
+        settings.loop.eval_every = 0
+        return None
+    from mplug.train.evaluation import CaptionEvaluator
+
+    gen = {k: settings.scst[k] for k in ("beam_size", "min_length", "max_length")
+           if settings.scst and k in settings.scst}
+    folder = used[0] if used and used[0] != "(default)" else None
+    return CaptionEvaluator(data_dir, folder, tok, settings.model_overrides["image_res"],
+                            batch_size=settings.batch_size_eval, **gen)
 
 
 def _init_clip_bert(net, clip: str | Path, bert: str | Path) -> dict[str, Any]:

@@ -1,13 +1,15 @@
 """The YAML train section (resolved by `mplug.config.train_settings`) -> typed settings.
 
 Keys read (config/README.md explains each): epochs, max_steps, batch_size (GLOBAL), lr_text
-(official lr1), lr_vision (lr2, the ViT), min_lr, warmup_lr, warmup_steps, weight_decay,
-optimizer (adamw), scheduler (cosine|linear|constant), grad_clip, precision (bf16|fp16|fp32),
+(official lr1), lr_vision (lr2, the ViT), min_lr, warmup_lr, warmup_steps, warmup_epochs
+(albef_epoch), weight_decay, optimizer (adamw), scheduler (cosine|linear|constant|albef_epoch),
+grad_clip, precision (bf16|fp16|fp32),
 zero_stage, grad_checkpointing, image_res, max_text_len, num_workers, log_every, save_every,
 objectives, queue_size, momentum, temp, embed_dim, alpha, distill, mlm_prob, rand_augment,
-hflip, prompt, scst{reward,baseline,beam_size,min_length,max_length}, grounding{bins,
-loss_weighting}. Read but not acted on (logged): batch_size_eval and eval_every (evaluation is
-`mplug evaluate`), crop_scale (the data transforms fix the official 0.2/0.5 scales),
+hflip, prompt, scst{reward,baseline,beam_size,min_length,max_length,length_penalty,grad_path,
+use_cache}, grounding{bins,loss_weighting}, train_splits (VQA), eval_every + batch_size_eval
+(keep-best evaluation; captioning only, other tasks log that it is not acted on). Read but not
+acted on (logged): crop_scale (the data transforms fix the official 0.2/0.5 scales),
 add_ocr/add_object (need OCR/object fields the loaders do not read), num_frames (no video training).
 """
 from __future__ import annotations
@@ -27,8 +29,10 @@ KNOWN_KEYS = {
     "log_every", "save_every", "eval_every", "objectives", "queue_size", "momentum", "temp",
     "embed_dim", "alpha", "distill", "mlm_prob", "crop_scale", "rand_augment", "hflip", "add_ocr",
     "add_object", "prompt", "scst", "grounding", "num_frames", "grad_accum", "offload_optimizer",
+    "warmup_epochs", "train_splits",
 }
-NOT_ACTED_ON = ("batch_size_eval", "eval_every", "crop_scale", "add_ocr", "add_object", "num_frames")
+NOT_ACTED_ON = ("crop_scale", "add_ocr", "add_object", "num_frames")
+VQA_SPLITS = ("train", "val", "vg_qa")
 REQUIRED = ("epochs", "batch_size", "lr_text", "lr_vision", "image_res")
 
 
@@ -45,6 +49,8 @@ class TrainSettings:
     alpha: float = 0.4
     objectives: tuple[str, ...] = ()
     scst: dict[str, Any] | None = None
+    train_splits: tuple[str, ...] | None = None  # VQA: of VQA_SPLITS; None = the recipe default
+    batch_size_eval: int = 64
     grounding: dict[str, Any] = field(default_factory=dict)
     ignored: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
@@ -65,14 +71,15 @@ def parse_train_settings(d: Mapping[str, Any], seed: int, where: str = "train") 
     loop = LoopConfig(
         epochs=_int(d, "epochs", where), batch_size=_int(d, "batch_size", where),
         max_steps=d.get("max_steps"), seed=int(seed), log_every=int(d.get("log_every", 50)),
-        save_every=int(d.get("save_every", 0)), num_workers=int(d.get("num_workers", 0)))
+        save_every=int(d.get("save_every", 0)), num_workers=int(d.get("num_workers", 0)),
+        eval_every=int(d.get("eval_every") or 0))
     if loop.max_steps is not None:
         _int(d, "max_steps", where)
     optim = OptimConfig(
         lr=float(d["lr_text"]), lr_vit=float(d["lr_vision"]),
         weight_decay=float(d.get("weight_decay", 0.02)), warmup_lr=float(d.get("warmup_lr", 1e-6)),
         min_lr=float(d.get("min_lr", 1e-6)), warmup_steps=int(d.get("warmup_steps", 0)),
-        schedule=d.get("scheduler", "cosine")).validate(where)
+        warmup_epochs=d.get("warmup_epochs", 0), schedule=d.get("scheduler", "cosine")).validate(where)
     clip = d.get("grad_clip", 1.0)
     engine = EngineConfig.from_dict({
         "zero_stage": d.get("zero_stage", 2), "precision": d.get("precision", "bf16"),
@@ -97,7 +104,8 @@ def parse_train_settings(d: Mapping[str, Any], seed: int, where: str = "train") 
     return TrainSettings(
         loop=loop, optim=optim, engine=engine, model_overrides=model_over, data_opts=data_opts,
         max_text_len=d.get("max_text_len"), alpha=float(d.get("alpha", 0.4)),
-        objectives=tuple(d.get("objectives") or ()), scst=dict(d["scst"]) if d.get("scst") else None,
+        objectives=tuple(d.get("objectives") or ()), scst=_scst(d, where),
+        train_splits=_train_splits(d, where), batch_size_eval=int(d.get("batch_size_eval", 64)),
         grounding=grounding, ignored={k: d[k] for k in NOT_ACTED_ON if k in d}, raw=dict(d))
 
 
@@ -106,3 +114,23 @@ def _int(d: Mapping[str, Any], key: str, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{where}.{key}={value!r}: must be an integer >= 1")
     return value
+
+
+def _scst(d: Mapping[str, Any], where: str) -> dict[str, Any] | None:
+    from mplug.train.scst import ScstConfig
+
+    if not d.get("scst"):
+        return None
+    ScstConfig.from_dict(d["scst"], f"{where}.scst")  # validate now, before the engine is built
+    return dict(d["scst"])
+
+
+def _train_splits(d: Mapping[str, Any], where: str) -> tuple[str, ...] | None:
+    value = d.get("train_splits")
+    if value is None:
+        return None
+    if (not isinstance(value, (list, tuple)) or not value
+            or any(v not in VQA_SPLITS for v in value) or len(set(value)) != len(value)):
+        raise ConfigError(f"{where}.train_splits={value!r}: a non-empty list of distinct splits "
+                          f"from {', '.join(VQA_SPLITS)}")
+    return tuple(value)

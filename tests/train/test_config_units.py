@@ -143,6 +143,23 @@ def test_parse_train_settings_maps_keys():
     assert s.model_overrides["mlm_probability"] == 0.2 and s.model_overrides["queue_size"] == 128
     assert s.data_opts == {"flip": False, "randaugment": False}
     assert s.optim.schedule == "linear" and s.optim.warmup_steps == 5
+    s = parse_train_settings(_train(scheduler="albef_epoch", warmup_epochs=4, eval_every=1500,
+                                    train_splits=["train", "val", "vg_qa"],
+                                    scst={"grad_path": "rescore", "beam_size": 3}), seed=0)
+    assert (s.optim.schedule, s.optim.warmup_epochs, s.loop.eval_every) == ("albef_epoch", 4, 1500)
+    assert s.train_splits == ("train", "val", "vg_qa") and s.scst["grad_path"] == "rescore"
+
+
+def test_vqa_train_splits_become_datasets():
+    from mplug.train.recipes import train_splits
+
+    official = parse_train_settings(_train(train_splits=["train", "val", "vg_qa"]), seed=0)
+    assert train_splits("vqa", official) == [("train", {"include_vg": True}), ("val", {"include_vg": False})]
+    default = parse_train_settings(_train(), seed=0)
+    assert train_splits("vqa", default) == [("train", {"include_vg": True})]  # train + VG-QA
+    only_vg = parse_train_settings(_train(train_splits=["vg_qa"]), seed=0)
+    assert train_splits("vqa", only_vg) == [("vg_qa", {"include_vg": False})]
+    assert train_splits("caption", official) == [("train", {})]
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -152,6 +169,9 @@ def test_parse_train_settings_maps_keys():
     ({"zero_stage": 5}, "zero_stage"),
     ({"scheduler": "step"}, "schedule"),
     ({"grounding": {"loss_weighting": "plain"}}, "loss_weighting"),
+    ({"warmup_epochs": -1}, "train.warmup_epochs=-1"),
+    ({"train_splits": ["train", "test"]}, "train.train_splits"),
+    ({"scst": {"grad_path": "sample"}}, "train.scst.grad_path='sample'"),
 ])
 def test_parse_train_settings_errors_name_the_key(bad, match):
     with pytest.raises(ConfigError, match=match):
