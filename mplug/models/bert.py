@@ -8,7 +8,9 @@ the official `*.embeddings.position_ids` keys).
 
 K/V handling: `BertSelfAttention.project_kv(states) -> (k, v)` (each (B, H, N, d)) lets callers
 project cross-attention keys/values once (an image's tokens) and pass them as `kv=` many times;
-self-attention accepts `past=(k, v)` and returns the grown cache when `use_cache=True`.
+self-attention accepts `past=(k, v)` (or a KVCache slot, mplug/models/kv_cache.py) and returns
+the grown cache when `use_cache=True`. `kv` with fewer rows than the queries is shared: the
+queries of each K/V row (the beams of one image) are folded into the query axis, no copies.
 """
 from __future__ import annotations
 
@@ -70,17 +72,36 @@ class BertSelfAttention(nn.Module):
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None,
                 kv_states: torch.Tensor | None = None, kv: KV | None = None,
-                past: KV | None = None, use_cache: bool = False) -> tuple[torch.Tensor, KV | None]:
-        """hidden (B, L, D); mask additive (B,1,L|1,Lk); kv_states (B, N, E) for cross-attention,
-        or precomputed `kv`; `past` = cached self-attention (k, v). Returns ((B, L, D), present)."""
-        q = self._split(self.query(hidden))
+                past=None, use_cache: bool = False) -> tuple[torch.Tensor, KV | None]:
+        """hidden (R, L, D); mask additive (R|B|1, 1, L|1, Lk); kv_states (R, N, E) for
+        cross-attention, or precomputed `kv` (each (B, H, N, d)); `past` = cached self-attention
+        (k, v), or a cache slot with `update(k, v)` (mplug.models.kv_cache).
+        Shared K/V: when `kv` has B < R rows (R = B * G), each of its rows serves G consecutive
+        rows of `hidden` (the beams of one image, the candidate texts of one image). Those G rows
+        are folded into the query axis ((B, H, G*L, d) against (B, H, N, d)), so each K/V row is
+        read once, with no per-row copies; exact, because no query attends to another query.
+        The mask must then be per K/V row (B) or per query row but equal within a group (its
+        first row per group is used). Returns ((R, L, D), present)."""
+        rows, length, width = hidden.shape
+        q = self.query(hidden)  # (R, L, D)
         if kv is not None:
             k, v = kv
         else:
             k, v = self.project_kv(hidden if kv_states is None else kv_states)
             if past is not None:
-                k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        out = attend(q, k, v, mask, self.dropout_p if self.training else 0.0, self.impl)
+                if hasattr(past, "update"):
+                    k, v = past.update(k, v)
+                else:
+                    k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        group = rows // k.size(0) if k.size(0) < rows else 1
+        if group > 1:
+            if k.size(0) * group != rows:
+                raise ValueError(f"{rows} query rows cannot share {k.size(0)} key/value rows")
+            q = q.reshape(k.size(0), group * length, width)  # (B, G*L, D)
+            if mask is not None and mask.size(0) == rows:
+                mask = mask[::group]  # (B, 1, 1|L, Lk): one mask per shared K/V row
+        out = attend(self._split(q), k, v, mask, self.dropout_p if self.training else 0.0,
+                     self.impl)  # (B, H, G*L, d)
         out = out.transpose(1, 2).reshape(hidden.shape)
         return out, ((k, v) if use_cache else None)
 
@@ -149,8 +170,9 @@ class BertLayer(nn.Module):
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None,
                 encoder_states: torch.Tensor | None = None, encoder_mask: torch.Tensor | None = None,
-                cross_kv: KV | None = None, past: KV | None = None, use_cache: bool = False):
-        """hidden (B,L,D), additive masks; returns ((B,L,D), present self-attn cache or None)."""
+                cross_kv: KV | None = None, past=None, use_cache: bool = False):
+        """hidden (R,L,D), additive masks; `cross_kv` may have fewer rows than `hidden` (shared
+        K/V, see BertSelfAttention.forward); returns ((R,L,D), present self-attn cache or None)."""
         h, present = self.attention(hidden, mask, past=past, use_cache=use_cache)
         if self.crossattention is not None and (encoder_states is not None or cross_kv is not None):
             h, _ = self.crossattention(h, encoder_mask, kv_states=encoder_states, kv=cross_kv)

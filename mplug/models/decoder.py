@@ -18,13 +18,14 @@ from torch.utils.checkpoint import checkpoint
 from mplug.models.attention import causal_mask, padding_mask
 from mplug.models.bert import KV, BertEmbeddings, BertEncoderLayers, init_bert_weights
 from mplug.models.config import MPLUGConfig, TextConfig
+from mplug.models.kv_cache import KVCache
 
 
 @dataclass
 class DecoderOutput:
     logits: torch.Tensor  # (B, L, V)
     loss: torch.Tensor | None = None  # scalar ('mean') or (B,) ('none': summed per sequence)
-    past: list[KV] | None = None  # per layer self-attention (k, v), each (B, H, L_total, d)
+    past: list[KV] | KVCache | None = None  # per layer self-attention (k, v) (B, H, L_total, d)
     hidden: torch.Tensor | None = None  # (B, L, D) last hidden states
 
 
@@ -95,19 +96,26 @@ class TextDecoder(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 encoder_states: torch.Tensor | None = None, encoder_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, reduction: str = "mean",
-                past: list[KV] | None = None, use_cache: bool = False,
+                past: list[KV] | KVCache | None = None, use_cache: bool = False,
                 cross_kv: list[KV] | None = None, label_smoothing: float = 0.0) -> DecoderOutput:
-        """input_ids (B, L); attention_mask (B, L_past + L) 1/0 (None = all real);
+        """input_ids (R, L); attention_mask (R, L_past + L) 1/0 (None = all real);
         encoder_states (B, N, D) with encoder_mask (B, N), or per-layer `cross_kv`;
-        labels (B, L) with -100 = ignore: shifted CE (token t predicts labels t+1).
-        reduction 'mean' = mean over labelled tokens; 'none' = (B,) sum per sequence (official
-        BertLMHeadModel). `past`/`use_cache`: self-attention KV cache for incremental decoding."""
+        labels (R, L) with -100 = ignore: shifted CE (token t predicts labels t+1).
+        reduction 'mean' = mean over labelled tokens; 'none' = (R,) sum per sequence (official
+        BertLMHeadModel). `past`/`use_cache`: self-attention KV cache for incremental decoding,
+        either the per-layer (k, v) list of the previous call's `past`, or a KVCache (updated in
+        place and returned as `past`). `cross_kv` (and then `encoder_mask`) may have B < R rows:
+        each serves R / B consecutive rows (the beams of one image), with no copies."""
         if encoder_states is None and cross_kv is None:
             raise ValueError("decoder needs encoder_states or cross_kv")
         b, length = input_ids.shape
-        past_len = past[0][0].size(2) if past else 0
-        h = self.bert.embeddings(input_ids, past_length=past_len)  # (B, L, D)
-        self_mask = causal_mask(attention_mask, length, past_len + length, b, h.device, h.dtype)
+        cache = past if isinstance(past, KVCache) else None
+        past_len = cache.length if cache is not None else (past[0][0].size(2) if past else 0)
+        h = self.bert.embeddings(input_ids, past_length=past_len)  # (R, L, D)
+        if attention_mask is None and length == 1:
+            self_mask = None  # one new token at the end sees every cached key: nothing to mask
+        else:
+            self_mask = causal_mask(attention_mask, length, past_len + length, b, h.device, h.dtype)
         enc_mask = None
         if encoder_states is not None or encoder_mask is not None:
             ref = encoder_states if encoder_states is not None else h
@@ -117,20 +125,23 @@ class TextDecoder(nn.Module):
             enc_mask = padding_mask(em, h.dtype)
         presents: list[KV] = []
         for i, layer in enumerate(self.layers):
-            layer_past = past[i] if past else None
+            layer_past = cache.slot(i) if cache is not None else (past[i] if past else None)
             kv = cross_kv[i] if cross_kv is not None else None
             if self.bert.encoder.grad_checkpointing and self.training and torch.is_grad_enabled():
                 h, present = checkpoint(layer, h, self_mask, encoder_states, enc_mask, kv, layer_past,
                                         use_cache, use_reentrant=False)
             else:
                 h, present = layer(h, self_mask, encoder_states, enc_mask, kv, layer_past, use_cache)
-            if use_cache:
+            if use_cache and cache is None:
                 presents.append(present)
-        logits = self.cls.predictions(h)  # (B, L, V)
+        if cache is not None:
+            cache.advance(length)
+        logits = self.cls.predictions(h)  # (R, L, V)
         loss = None
         if labels is not None:
             loss = lm_loss(logits, labels, reduction, label_smoothing)
-        return DecoderOutput(logits=logits, loss=loss, past=presents if use_cache else None, hidden=h)
+        out_past = cache if cache is not None else (presents if use_cache else None)
+        return DecoderOutput(logits=logits, loss=loss, past=out_past, hidden=h)
 
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean",

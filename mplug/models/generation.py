@@ -6,9 +6,10 @@ running log-probability, a hypothesis is recorded whenever a beam emits EOS (the
 alive, as official), an image is done when its TOP beam emits EOS (or at max_length), and its best
 `num_return` recorded hypotheses are returned. Differences from the official code:
 - returned ids EXCLUDE the start token / prompt (official returns them; callers stripped them);
-- `use_cache=True` keeps a self-attention key/value cache and projects each image's
-  cross-attention K/V once (official recomputes the whole prefix every step); `use_cache=False`
-  is that plain recompute path and gives the same sequences (tested).
+- `use_cache=True` keeps a preallocated self-attention key/value cache (mplug/models/kv_cache.py)
+  and projects each image's cross-attention K/V once, shared by its beams by folding them into
+  the query axis (official recomputes the whole prefix for every beam at every step);
+  `use_cache=False` is that plain recompute path and gives the same sequences (tested).
 Nothing here disables autograd: SCST calls beam_search with gradients enabled.
 """
 from __future__ import annotations
@@ -18,41 +19,58 @@ import torch.nn.functional as F
 
 from mplug.models.bert import KV
 from mplug.models.decoder import TextDecoder
+from mplug.models.kv_cache import KVCache
 
 NEG = -1e20
 
 
 class _Rows:
-    """Per-row (batch x beam) decoder inputs for the alive images, cached or not."""
+    """Per-row (batch x beam) decoder inputs for the alive images, cached or not.
+
+    Plain (`use_cache=False`, the official-style reference): each row gets a copy of its image's
+    encoder states and the decoder re-runs the whole prefix, projecting the cross-attention K/V
+    again, at every step. Cached: each image's cross-attention K/V are projected once here and
+    shared by its beams without copies (beams folded into the query axis); the
+    self-attention keys/values live in a preallocated KVCache reordered with the beams."""
 
     def __init__(self, decoder: TextDecoder, states: torch.Tensor, mask: torch.Tensor | None,
-                 use_cache: bool):
+                 use_cache: bool, max_tokens: int = 0):
         self.decoder, self.states, self.mask, self.use_cache = decoder, states, mask, use_cache
-        # cached path: each image's cross-attention K/V are projected ONCE here
-        self.kv_img = decoder.project_cross_kv(states) if use_cache else None
-        self.past: list[KV] | None = None
+        self.n_images = states.size(0)
+        self.kv_img = self.cache = None
+        if use_cache:
+            # an all-ones mask adds nothing: drop it (one fewer op per layer and step)
+            if mask is not None and bool(mask.all()):
+                self.mask = None
+            self.kv_img = decoder.project_cross_kv(states)  # per layer (B, H, N, d), ONCE
+            self.cache = KVCache(len(decoder.layers), max_tokens)
 
     def select(self, images: torch.Tensor, k: int) -> None:
-        """Set the alive images (indices into the original batch), each repeated k times."""
+        """Set the alive images (ascending indices into the original batch), each repeated k
+        times (rows are image-major: row = image * k + beam)."""
+        if self.use_cache:
+            if images.numel() == self.n_images:  # all alive: no copy at all
+                self.rows_kv, self.rows_mask = self.kv_img, self.mask
+            else:
+                self.rows_kv = [(kk.index_select(0, images), vv.index_select(0, images))
+                                for kk, vv in self.kv_img]
+                self.rows_mask = None if self.mask is None else self.mask.index_select(0, images)
+            return
         rows = images.repeat_interleave(k)
         self.rows_mask = None if self.mask is None else self.mask[rows]
-        if self.use_cache:
-            self.rows_kv = [(kk[rows], vv[rows]) for kk, vv in self.kv_img]
-        else:
-            self.rows_states = self.states[rows]
+        self.rows_states = self.states[rows]
 
     def reorder_past(self, index: torch.Tensor) -> None:
-        if self.past is not None:
-            self.past = [(kk[index], vv[index]) for kk, vv in self.past]
+        if self.cache is not None:
+            self.cache.reorder(index)
 
     def logits(self, seq: torch.Tensor, step: int) -> torch.Tensor:
         """seq (R, T) -> next-token logits (R, V)."""
         if not self.use_cache:
             return self.decoder(seq, None, self.rows_states, self.rows_mask).logits[:, -1]
-        inputs = seq if self.past is None else seq[:, -1:]
-        out = self.decoder(inputs, None, None, self.rows_mask, past=self.past, use_cache=True,
+        inputs = seq if self.cache.length == 0 else seq[:, -1:]
+        out = self.decoder(inputs, None, None, self.rows_mask, past=self.cache, use_cache=True,
                            cross_kv=self.rows_kv)
-        self.past = out.past
         return out.logits[:, -1]
 
 
@@ -98,7 +116,7 @@ def beam_search(decoder: TextDecoder, encoder_states: torch.Tensor,
     b, device, k = encoder_states.size(0), encoder_states.device, beam_size
     seq = _prompt(prompt_ids, bos, b, device).repeat_interleave(k, 0)  # (B*K, P)
     n_prompt = seq.size(1)
-    rows = _Rows(decoder, encoder_states, encoder_mask, use_cache)
+    rows = _Rows(decoder, encoder_states, encoder_mask, use_cache, n_prompt + max_length)
     batch_offset = torch.arange(b, device=device)
     rows.select(batch_offset, k)
     topk_log_probs = torch.tensor([0.0] + [float("-inf")] * (k - 1), device=device).repeat(b)
@@ -119,7 +137,8 @@ def beam_search(decoder: TextDecoder, encoder_states: torch.Tensor,
         nb = beam_index.size(0)
         select = (beam_index + torch.arange(0, nb * k, k, device=device)[:, None]).view(-1)
         seq = torch.cat([seq[select], tokens.view(-1, 1)], dim=-1)
-        rows.reorder_past(select)
+        if step + 1 < max_length:  # after the last step the cache is not read again
+            rows.reorder_past(select)
         finished = tokens.eq(eos)
         if step + 1 == max_length:
             finished.fill_(True)
@@ -168,7 +187,7 @@ def greedy(decoder: TextDecoder, encoder_states: torch.Tensor,
     b, device = encoder_states.size(0), encoder_states.device
     seq = _prompt(prompt_ids, bos, b, device)
     n_prompt = seq.size(1)
-    rows = _Rows(decoder, encoder_states, encoder_mask, use_cache)
+    rows = _Rows(decoder, encoder_states, encoder_mask, use_cache, n_prompt + max_length)
     rows.select(torch.arange(b, device=device), 1)
     total = torch.zeros(b, device=device)
     scores = torch.zeros(b, device=device)
@@ -211,9 +230,8 @@ def rank_answers(decoder: TextDecoder, encoder_states: torch.Tensor,
     flat = topk_ids.reshape(-1)
     ids, mask = answer_ids[flat], answer_mask[flat]  # (Q*k, T)
     labels = ids.masked_fill(ids == pad, -100)
-    rep_kv = [(kk.repeat_interleave(k, 0), vv.repeat_interleave(k, 0)) for kk, vv in kv]
-    rep_mask = None if encoder_mask is None else encoder_mask.repeat_interleave(k, 0)
-    nll = decoder(ids, mask, None, rep_mask, labels=labels, reduction="none", cross_kv=rep_kv).loss
+    # the k answers of a question share its K/V (Q rows for Q*k queries): no per-answer copies
+    nll = decoder(ids, mask, None, encoder_mask, labels=labels, reduction="none", cross_kv=kv).loss
     log_probs = topk_probs.reshape(-1).log() - nll.float()  # (Q*k,)
     probs = log_probs.view(q, k).softmax(-1)
     probs, rerank = probs.topk(k, dim=1)

@@ -169,13 +169,16 @@ class ContrastiveMixin(H.MomentumMixin):
         def rows(x: torch.Tensor, sl: slice) -> torch.Tensor:
             if image_index is None:  # one image: broadcast views, no copies
                 return x.expand(sl.stop - sl.start, *x.shape[1:])
-            return x[image_index[sl]]
+            return x.index_select(0, image_index[sl])
 
         step = chunk or p
         out = []
         for a in range(0, p, step):
             sl = slice(a, min(a + step, p))
-            kv = [[(rows(k, sl), rows(v, sl)) for k, v in layer] for layer in kv_img]
+            # one image: its single K/V row is shared by every candidate (the candidates are
+            # folded into the attention's query axis, BertSelfAttention), so K/V are read once
+            kv = kv_img if image_index is None else [
+                [(rows(k, sl), rows(v, sl)) for k, v in layer] for layer in kv_img]
             _, t = self.fuse(rows(image_embeds, sl), rows(image_mask, sl), text_embeds[sl],
                              text_mask[sl], cross_kv=kv)
             out.append(self.itm_head(t[:, 0])[:, 1])
