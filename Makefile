@@ -19,8 +19,12 @@ smoke: $(STAMP)
 	.venv/bin/snakemake all --profile profiles/smoke --configfile $(SMOKE_CONFIG)
 	@echo "report: reports/smoke/report.html"
 
+# Two pytest workers: one runs the smoke DAG and the tests that read it, the other the rest
+# (tests/conftest.py groups them). TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"

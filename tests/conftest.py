@@ -6,6 +6,11 @@ config/smoke.yaml`) with this checkout's Snakefile and profile, but in a fresh w
 (`-d`), so data/, results/, reports/, logs/ and .snakemake/ of the checkout are never touched.
 Set MPLUG_SMOKE_RUN=DIR to reuse a finished run in DIR (its own `snakemake` is then a no-op
 check that nothing is left to do) while iterating on these tests.
+
+Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), every test that needs the smoke
+DAG is put in ONE group, scheduled first (it is the longest), so one worker runs the DAG once and
+then the tests that read it, while the other worker runs the rest module by module (a module's
+tests share a worker, so module-scoped fixtures are built once).
 """
 from __future__ import annotations
 
@@ -35,6 +40,19 @@ def smoke_env() -> dict:
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     return env
+
+
+SMOKE_GROUP = "smoke_dag"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    smoke = [it for it in items if "smoke_run" in getattr(it, "fixturenames", ())]
+    for item in items:
+        group = SMOKE_GROUP if item in smoke else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    # the DAG first: it bounds the wall time whether or not xdist runs
+    items[:] = smoke + [it for it in items if it not in smoke]
 
 
 @dataclass
