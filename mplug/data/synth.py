@@ -331,8 +331,10 @@ def gen_nlvr2(c: Ctx, s: Scale) -> Out:
             pair = [world.sample_scene(c.rng, c.size) for _ in range(2)]
             paths = [c.image(f"images/{split}_{img_id + k:05d}.png", pair[k]) for k in range(2)]
             img_id += 2
-            want = c.rng.random() < 0.5
-            for _ in range(30):  # balance labels: resample until the truth is the one wanted
+            # labels alternate, so every split is balanced and the majority label scores 50%
+            # (a "beats chance" check then also beats always answering the same label)
+            want = len(recs) % 2 == 0
+            for _ in range(200):  # resample the statement until its truth is the one wanted
                 stmt, truth = T.nlvr2_statement(pair[0], pair[1], c.rng)
                 if truth == want:
                     break

@@ -136,3 +136,14 @@ def test_cli_synth_and_missing_manifest(tmp_path, capsys):
     assert main(["data", "synth", "--out", str(tmp_path / "w"), "--quiet"]) == 0
     assert "wrote 16 datasets" in capsys.readouterr().out
     assert synth.read_manifest(tmp_path / "w")["generator"] == synth.GENERATOR
+
+
+def test_nlvr2_labels_balanced_so_majority_is_chance(synth_world):
+    """A constant answer must not beat the 50% chance a learning check compares against."""
+    root, m = synth_world
+    d = m["datasets"]["nlvr2"]
+    for split in ("train", "dev", "test_p"):
+        labels = [r["label"] for r in formats.read_records(root / "nlvr2" / f"{split}.jsonl", "nlvr2")]
+        assert abs(2 * sum(labels) - len(labels)) <= 1, (split, sum(labels), len(labels))
+    for split in ("dev", "test_p"):
+        assert d["baselines"][split]["majority_acc"] == d["chance"]["acc"] == 50.0
