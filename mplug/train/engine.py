@@ -4,7 +4,8 @@
 groups, `optim.py`), a per-step scheduler and the config dict from `deepspeed_config.py`. On a
 machine without CUDA it runs DeepSpeed's CPU accelerator over gloo, so tests and the smoke run go
 through the same code as a cluster job. It also swaps DeepSpeed's checkpoint loader for one that
-unpickles with `weights_only=True` (see `checkpoint.SafeTorchCheckpointEngine`).
+unpickles with `weights_only=True` (see `checkpoint.SafeTorchCheckpointEngine`). Under ZeRO-3
+the momentum encoders' EMA runs on gathered weights (`_zero3_momentum`).
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mplug.errors import ConfigError
 from mplug.train.deepspeed_config import EngineConfig, build_ds_config
 from mplug.train.distributed import DistEnv, init_process_group
 from mplug.train.optim import OptimConfig, build_optimizer, build_scheduler
@@ -63,11 +63,6 @@ def build_engine(model: "torch.nn.Module", optim_cfg: OptimConfig, engine_cfg: E
 
     import torch
 
-    if engine_cfg.zero_stage == 3 and getattr(model, "momentum_pairs", None):
-        raise ConfigError(
-            "zero_stage 3 cannot train a model with momentum encoders: ZeRO-3 partitions the "
-            "frozen *_m copies too, and their EMA update reads whole weights outside forward. "
-            "Use zero_stage 2 (the official ds_config) or distill: false")
     accelerator = get_accelerator().device_name()
     ds_config = build_ds_config(engine_cfg, micro_batch_size, dist.world_size)
     if accelerator == "cpu" and engine_cfg.precision == "bf16" and not _cpu_has_bf16():
@@ -83,6 +78,8 @@ def build_engine(model: "torch.nn.Module", optim_cfg: OptimConfig, engine_cfg: E
         model=model, optimizer=optimizer, config=ds_config,
         lr_scheduler=lambda opt: build_scheduler(opt, optim_cfg, steps_per_epoch, epochs, total_steps))
     engine.checkpoint_engine = SafeTorchCheckpointEngine()
+    if engine_cfg.zero_stage == 3 and getattr(model, "momentum_pairs", None):
+        _zero3_momentum(model)
     info = EngineInfo(accelerator=accelerator, backend=torch.distributed.get_backend(),
                       zero_stage=engine_cfg.zero_stage, precision=engine_cfg.precision,
                       world_size=dist.world_size, micro_batch_size=micro_batch_size,
@@ -91,6 +88,34 @@ def build_engine(model: "torch.nn.Module", optim_cfg: OptimConfig, engine_cfg: E
     if dist.is_main:
         log.info("%s; engine built in %.1f s", info.describe(), info.init_seconds)
     return engine, info
+
+
+def _zero3_momentum(model) -> None:
+    """Make the momentum encoders' EMA (and copy_params) work on ZeRO-3-partitioned weights.
+
+    ZeRO-3 partitions every parameter, the frozen `*_m` copies included; outside its own
+    submodule's forward a parameter's `.data` is an empty placeholder, so the EMA
+    `p_m = m * p_m + (1 - m) * p` that the models run at the top of forward would fail (or, on
+    empty shards, do nothing). The wrapped methods gather the online and momentum weights of
+    every pair (`deepspeed.zero.GatheredParameters`), apply the update, and re-partition the
+    momentum weights from rank 0's result (every rank computes the same values). Cost: one
+    all-gather of the paired weights and one broadcast of the momentum weights per step, on top
+    of ZeRO-3's own gathers.
+    """
+    import deepspeed
+
+    def gathered(fn):
+        def wrapper(*args, **kwargs):
+            params = [t for pair in model.momentum_params() for t in pair]
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=0):
+                return fn(*args, **kwargs)
+        wrapper._mplug_zero3 = True
+        return wrapper
+
+    for name in ("momentum_update", "copy_params"):
+        fn = getattr(model, name, None)
+        if fn is not None and not getattr(fn, "_mplug_zero3", False):
+            setattr(model, name, gathered(fn))  # instance attribute: the class is untouched
 
 
 def _patch_zero_dim_broadcast() -> None:
@@ -115,6 +140,47 @@ def _patch_zero_dim_broadcast() -> None:
 
     _broadcast_model._mplug_patched = True
     DeepSpeedEngine._broadcast_model = _broadcast_model
+    _patch_zero3_zero_dim_init()
+
+
+def _patch_zero3_zero_dim_init() -> None:
+    """The same `view(torch.uint8)` broadcast in ZeRO-3's parameter conversion
+    (`zero.Init._zero_init_param`, DeepSpeed 0.19.8): broadcast a 0-dim parameter through a
+    1-element view of its storage; every other parameter goes through DeepSpeed's own code."""
+    import torch
+    from deepspeed import comm as dist
+    from deepspeed.runtime.zero.partition_parameters import Init
+
+    original = Init._zero_init_param
+    if getattr(original, "_mplug_patched", False):
+        return
+
+    def _zero_init_param(self, param):
+        if param.dim() != 0:
+            return original(self, param)
+        self._convert_to_deepspeed_param(param)
+        group = self.get_partition_dp_group(param)
+        src = 0 if dist.get_world_group() == group else dist.get_global_rank(group, 0)
+        dist.broadcast(param.data.reshape(1).view(torch.uint8), src, group)
+        param.partition()
+        return None
+
+    _zero_init_param._mplug_patched = True
+    Init._zero_init_param = _zero_init_param
+
+    # GatheredParameters(modifier_rank=...) broadcasts the modified weights the same way on
+    # exit (used by `_zero3_consolidated_16bit_state_dict` for the root module's `temp`)
+    from deepspeed.runtime.zero.partition_parameters import GatheredParameters
+
+    original_exit = GatheredParameters._exit
+
+    def _exit(self, *args, **kwargs):
+        for p in self.params or []:
+            if p.data.dim() == 0:
+                p.data = p.data.view(1)  # same storage; ds_shape keeps () for later gathers
+        return original_exit(self, *args, **kwargs)
+
+    GatheredParameters._exit = _exit
 
 
 def _cpu_has_bf16() -> bool:

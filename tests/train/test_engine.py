@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from mplug.errors import CheckpointError, ConfigError
+from mplug.errors import CheckpointError
 from mplug.train.checkpoint import find_checkpoint, load_checkpoint, safe_torch_load, save_checkpoint
 from mplug.train.deepspeed_config import EngineConfig
 from mplug.train.engine import build_engine, export_state_dict, module_dtype
@@ -31,9 +31,8 @@ def _restore_env():
             os.environ[k] = v
 
 
-def _engine(stage: int, precision: str, momentum: bool | None = None):
+def _engine(stage: int, precision: str, momentum: bool = True):
     torch.manual_seed(0)
-    momentum = stage != 3 if momentum is None else momentum
     return build_engine(ToyModel(momentum=momentum), OptimConfig(lr=1e-2, lr_vit=1e-3, warmup_steps=1),
                         EngineConfig(zero_stage=stage, precision=precision), micro_batch_size=8,
                         steps_per_epoch=12, epochs=1)
@@ -81,9 +80,21 @@ def test_engine_trains_and_checkpoint_round_trips(stage, precision, tmp_path):
     assert not diff, f"{stage}/{precision}: optimizer/scheduler/model not restored exactly: {diff}"
 
 
-def test_zero3_refuses_momentum_models():
-    with pytest.raises(ConfigError, match="zero_stage 3 cannot train a model with momentum"):
-        _engine(3, "fp32", momentum=True)
+def test_zero3_momentum_encoders_follow_the_ema():
+    """ZeRO-3 partitions the frozen momentum copies too; the engine gathers each pair for the
+    EMA (engine._zero3_momentum), so p_m <- 0.9 p_m + 0.1 p holds step after step."""
+    engine, _ = _engine(3, "fp32")
+    assert getattr(engine.module.momentum_update, "_mplug_zero3", False)
+    for seed in range(3):
+        before = export_state_dict(engine)
+        _steps(engine, 1, seed=seed)
+        after = export_state_dict(engine)
+        assert after["head_m.weight"].abs().sum() > 0  # a real tensor, not an empty shard
+        assert not torch.equal(before["head_m.weight"], after["head_m.weight"])
+        for name in ("weight", "bias"):  # the EMA reads the online weights of before the step
+            want = 0.9 * before[f"head_m.{name}"] + 0.1 * before[f"head.{name}"]
+            torch.testing.assert_close(after[f"head_m.{name}"], want)
+        assert not torch.equal(after["head.weight"], after["head_m.weight"])
 
 
 def test_resume_latest_without_checkpoint_and_bad_paths(tmp_path):

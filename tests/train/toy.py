@@ -29,13 +29,24 @@ class ToyModel(nn.Module):
         self.register_buffer("queue", torch.zeros(4, dim))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
 
+    # the interface of mplug.models.heads.MomentumMixin (the engine wraps it under ZeRO-3)
+    momentum = 0.9
+
+    def momentum_params(self):
+        for name in self.momentum_pairs:
+            yield from zip(getattr(self, name).parameters(), getattr(self, f"{name}_m").parameters())
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        for p, pm in self.momentum_params():
+            pm.data.mul_(self.momentum).add_(p.data, alpha=1.0 - self.momentum)
+
     def forward(self, batch: dict) -> dict:
         h = self.drop(self.LayerNorm(self.visual_encoder(batch["image"]) + self.text(batch["image"])))
         logits = self.head(h)
+        if self.momentum_pairs:
+            self.momentum_update()
         with torch.no_grad():
-            if self.momentum_pairs:
-                for p, pm in zip(self.head.parameters(), self.head_m.parameters()):
-                    pm.data.mul_(0.9).add_(p.data, alpha=0.1)
             i = int(self.queue_ptr.item())
             self.queue[i] = h.detach().mean(0).to(self.queue.dtype)
             self.queue_ptr[0] = (i + 1) % self.queue.size(0)
