@@ -82,6 +82,10 @@ class CaptionEvaluator:
             torch.distributed.all_gather_object(parts, preds)
             preds = {k: v for p in parts for k, v in p.items()}
         self.last_predictions = preds
+        return self.score(preds)
+
+    def score(self, preds: dict[Any, str]) -> dict[str, float]:
+        """image_id -> caption -> {"CIDEr": corpus CIDEr-D x100, "images": n}."""
         keys = sorted(preds, key=str)
         scores = self.cider([preds[k] for k in keys], keys)
         return {"CIDEr": float(scores.mean()) * 100.0 if len(keys) else 0.0, "images": len(keys)}

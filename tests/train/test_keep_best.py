@@ -101,9 +101,15 @@ def test_caption_evaluator_cider_is_corpus_cider(world):
     res = ev(engine)
     assert model.training  # mode restored
     assert res["images"] == 12
-    preds = ev.last_predictions
     refs = {r["image_id"]: r["captions"] for r in ev.loader.dataset.records}
-    gts = {k: [simple_tokenize(c) for c in refs[k]] for k in preds}
-    hyp = {k: [simple_tokenize(preds[k])] for k in preds}
-    want, _ = Cider().compute_score(gts, hyp)
-    assert res["CIDEr"] == pytest.approx(want * 100, rel=1e-6, abs=1e-9)
+    assert set(ev.last_predictions) == set(refs)
+    # the scoring against pycocoevalcap, on the model's captions and on good captions (the
+    # random model's CIDEr is about 0, which alone would not test much)
+    good = {k: refs[k][(i % 2) + 1] for i, k in enumerate(sorted(refs))}
+    for preds in (ev.last_predictions, good):
+        gts = {k: [simple_tokenize(c) for c in refs[k]] for k in preds}
+        hyp = {k: [simple_tokenize(preds[k])] for k in preds}
+        want, _ = Cider().compute_score(gts, hyp)
+        assert ev.score(preds)["CIDEr"] == pytest.approx(want * 100, rel=1e-6, abs=1e-9)
+    assert res["CIDEr"] == ev.score(ev.last_predictions)["CIDEr"]
+    assert ev.score(good)["CIDEr"] > 50
