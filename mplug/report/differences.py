@@ -50,6 +50,16 @@ DIFFERENCES: list[dict[str, Any]] = [
                  "steps of 100 iterations), min_lr 1e-6 (base) / 2e-6 (large)",
      "scope": ("pretrain",), "keys": ("warmup_steps", "warmup_lr", "min_lr", "batch_size"),
      "paper_block": True},
+    {"topic": "Fine-tuning learning-rate schedule",
+     "paper": "§7.1: cosine decay (per step)",
+     "official": "timm cosine stepped once per epoch after warmup_epochs x 100 warm-up iterations "
+                 "(ALBEF scheme; scheduler: albef_epoch)",
+     "scope": ("finetune",), "keys": ("scheduler", "warmup_epochs"), "paper_block": True},
+    {"topic": "SCST gradient",
+     "paper": "CIDEr optimisation (Rennie et al.): reward CIDEr, not further specified",
+     "official": "backpropagates through beam search run in training mode (dropout on); baseline = mean "
+                 "reward of the image's beams; evaluated every 1500 steps, best CIDEr kept",
+     "scope": ("finetune",), "keys": ("grad_path", "eval_every")},
     {"topic": "Retrieval re-ranking k",
      "paper": "k = 256 for COCO, 128 for Flickr30K",
      "official": "k_test 256 in both configs; image retrieval scores by the ITM logit only, video retrieval "
