@@ -26,6 +26,7 @@ BACKGROUND = (200, 200, 200)
 # Colour-shape combinations never drawn in training images: NoCaps-like "out-of-domain" objects.
 HELD_OUT = frozenset({("green", "triangle"), ("yellow", "square")})
 SIZE_FRACTION = {"small": 0.10, "big": 0.15}  # half-size as a fraction of the image side
+CY_BAND = (0.45, 0.55)  # centre height range, as a fraction of the image side
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,9 @@ def _allowed(combo: tuple[str, str], allow: str) -> bool:
 def _place(rng: random.Random, size: int, shape: str, colour: str, sz: str, col: int) -> Obj:
     r = SIZE_FRACTION[sz] * size
     cx = (col + 0.5) * size / 3 + rng.uniform(-0.03, 0.03) * size
-    cy = rng.uniform(0.3, 0.7) * size
+    # objects sit on one horizontal band: nothing in the grammar names a vertical position, and a
+    # narrow band keeps grounding about WHICH object (column, size), learnable in a smoke budget
+    cy = rng.uniform(*CY_BAND) * size
     cx = min(max(cx, r + 1), size - r - 1)
     cy = min(max(cy, r + 1), size - r - 1)
     return Obj(shape, colour, sz, COLUMNS[col], round(cx, 2), round(cy, 2), round(r, 2))

@@ -61,6 +61,8 @@ class EvalSettings:
     video_caption_max_length: int = 25
     video_prompt_drop_last: bool = True  # official `input_ids[:, :-1]` drops the prompt's last word
     k_test: int | None = None          # None: 256 COCO, 128 Flickr / MSRVTT
+    grounding_bins: int | None = None  # None: the model config's (official 337); must equal the
+                                       # training's train.grounding.bins or boxes decode wrongly
     rank_k: int = 128                  # video QA answer ranking
     frames_retrieval: int = 8
     frames_qa: int = 16
@@ -374,6 +376,8 @@ def load_model(model_task: str, checkpoint: str | Path | None, settings: EvalSet
     from mplug.models.loading import load_into, load_state_dict_safe
 
     over = vocab_overrides(tokenizer, settings.model) if tokenizer is not None else {}
+    if model_task == "grounding" and settings.grounding_bins:
+        over["grounding_bins"] = settings.grounding_bins
     model = build_model(settings.model, model_task, **over)
     if checkpoint is not None:
         # Unexpected keys are fine (zero-shot from a pretrained or other-task checkpoint); a

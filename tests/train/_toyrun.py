@@ -62,8 +62,10 @@ def weights(path: Path) -> dict:
     return load_file(str(path))
 
 
-def make_tiny_config(path: Path, max_steps: int = 2, batch_size: int = 16, **train_over) -> Path:
-    """config/smoke.yaml with the `mplug_tiny` model (< 1M params) and tiny step counts."""
+def make_tiny_config(path: Path, max_steps: int = 2, batch_size: int = 16,
+                     grounding_bins: int | None = None, **train_over) -> Path:
+    """config/smoke.yaml with the `mplug_tiny` model (< 1M params) and tiny step counts;
+    `grounding_bins` replaces every grounding job's `train.grounding.bins`."""
     import yaml
 
     cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
@@ -78,5 +80,7 @@ def make_tiny_config(path: Path, max_steps: int = 2, batch_size: int = 16, **tra
             job["train"] = {**job["train"], **sizes}
             if job["train"].get("scst"):
                 job["train"]["batch_size"] = 4
+            if grounding_bins and job["train"].get("grounding"):
+                job["train"]["grounding"] = {**job["train"]["grounding"], "bins": grounding_bins}
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
