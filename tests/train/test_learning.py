@@ -93,6 +93,7 @@ def test_finetuned_model_beats_chance(task, split, metric, pretrained, world, ft
     entry = _manifest(world, task)
     chance = next(iter(entry["chance"].values()))
     majority = entry["baselines"][split]["majority_acc"]
+    print(f"{task} {split} {metric}={score:.2f} chance={chance:.2f} majority={majority:.2f}")
     assert score > max(chance, majority), \
         f"{task} {split}: {metric} {score:.2f} <= chance {chance:.2f} / majority {majority:.2f}"
 
@@ -108,6 +109,7 @@ def caption_ce(pretrained, world, ft_config, tmp_path_factory) -> tuple[Path, fl
 
 def test_caption_ce_beats_blind_constant_caption(caption_ce, world):
     blind = _manifest(world, "coco_caption")["baselines"]["val"]["blind_constant_cider"]
+    print(f"caption_ce val CIDEr={caption_ce[1]:.1f} constant caption={blind:.1f}")
     assert caption_ce[1] > blind, f"CE: CIDEr {caption_ce[1]:.1f} <= constant caption {blind:.1f}"
 
 
@@ -117,6 +119,7 @@ def test_caption_scst_raises_cider(caption_ce, world, ft_config, tmp_path):
     ckpt = _finetune("caption", "caption_scst", 20, ft_config, world, tmp_path, caption_ce[0])
     cider = _evaluate("caption", ckpt, world, "val", tmp_path, **CAPTION_EVAL)["CIDEr"]
     blind = _manifest(world, "coco_caption")["baselines"]["val"]["blind_constant_cider"]
+    print(f"caption_scst val CIDEr={cider:.1f} CE={caption_ce[1]:.1f} constant caption={blind:.1f}")
     assert cider > max(blind, caption_ce[1]), \
         f"SCST: CIDEr {cider:.1f} <= CE {caption_ce[1]:.1f} or constant caption {blind:.1f}"
 
@@ -132,4 +135,5 @@ def test_grounding_beats_chance_and_mean_box(pretrained, world, ft_config, tmp_p
     entry = _manifest(world, "refcoco")
     chance = entry["chance"]["val"]["acc@0.5"]
     blind = entry["baselines"]["val"]["blind_mean_box_acc@0.5"]
+    print(f"grounding refcoco val acc@0.5={acc:.1f} chance={chance:.1f} mean box={blind:.1f}")
     assert acc > max(chance, blind), f"grounding: Acc@0.5 {acc:.1f} <= chance {chance:.1f} / mean box {blind:.1f}"
