@@ -103,12 +103,16 @@ def parse_dtype(name: str):
     return table[name]
 
 
-def envelope(bench: str, rows: list[dict], settings: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def envelope(bench: str, rows: list[dict], settings: dict[str, Any], device=None,
+             **extra: Any) -> dict[str, Any]:
     """The JSON every benchmark writes: hardware (provenance.hardware()), its settings, rows,
-    and provenance (commit, date)."""
-    from mplug.utils.provenance import describe_hardware, hardware, provenance
+    and provenance (commit, date). `device`: where the timed work ran; a CPU run on a machine
+    that has a GPU names the CPU (the GPU is kept as `unused_gpu`)."""
+    from mplug.utils.provenance import _cpu_model, describe_hardware, hardware, provenance
 
     hw = hardware()
+    if device is not None and str(getattr(device, "type", device)) == "cpu" and hw.get("accelerator") == "cuda":
+        hw = {**hw, "accelerator": "cpu", "cpu": _cpu_model(), "unused_gpu": hw.get("gpu")}
     return {"bench": bench, "hardware": hw, "hardware_name": describe_hardware(hw),
             "settings": settings, **extra, "rows": rows,
             "provenance": provenance(config=settings)}

@@ -3,9 +3,13 @@
 - plain (`use_cache=False`): every step re-runs the decoder over the whole prefix of every beam
   and projects the image's cross-attention K/V again for every beam and step (what the official
   `TextGenerator` does);
-- cached (`use_cache=True`): a self-attention K/V cache, and each image's cross-attention K/V
-  projected once (mplug/models/generation.py).
-Timed: the whole `model.generate(batch)` call (image encoding included: the same in both paths).
+- cached (`use_cache=True`): a preallocated self-attention K/V cache, and each image's
+  cross-attention K/V projected once and shared by its beams (mplug/models/generation.py).
+Timed, round-robin in the same run: the whole `model.generate(batch)` call for both paths (end to
+end: image encoding included, the same in both), the encoding alone (the decoder's memory: ViT for
+captioning, ViT + text encoder + fusion for VQA), and `beam_search` alone on that memory for both
+paths (decode only). The ratios of both are reported: end to end is what a user waits for, decode
+only is what the cache changes. `--profile` prints torch.profiler's top ops of one cached call.
 Tasks at the official decoding settings: captioning (beam 5, min 8, max 25, decoder over the
 visual tokens) and VQA (beam 5, min 1, max 10, decoder over cat([V', T'])), batch 4, mplug_base
 at 384 px. Random init: EOS is rarely the top beam, so decoding runs to max length (the worst
@@ -44,6 +48,8 @@ class GenerateBenchOptions:
     threads: int | None = None
     device: str = "auto"
     dtype: str = "fp32"
+    breakdown: bool = True  # also time the encoding alone and decoding alone (both paths)
+    profile: bool = False  # print torch.profiler's top ops of one cached generate call
 
     @classmethod
     def quick(cls, **kw: Any) -> "GenerateBenchOptions":
@@ -82,63 +88,126 @@ def _overrides(opts: GenerateBenchOptions) -> dict[str, Any]:
     return over
 
 
+def _memory(model, task: str, batch: dict[str, Any]):
+    """What `model.generate` decodes over: (states (B, N, D), mask (B, N))."""
+    if task == "vqa":
+        return model.fused_states(batch["image"], batch["text_ids"], batch["text_mask"])
+    return model.memory(batch)
+
+
+def _batch(model, task: str, opts: GenerateBenchOptions, device, dtype) -> dict[str, Any]:
+    import torch
+
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(0)
+    r = cfg.vision.image_res
+    batch = {"image": torch.randn(opts.batch, 3, r, r, generator=g).to(device, dtype)}
+    if task == "vqa":
+        ids = torch.randint(1000, cfg.text.vocab_size, (opts.batch, opts.question_len), generator=g)
+        ids[:, 0], ids[:, -1] = cfg.bos_token_id, cfg.eos_token_id
+        batch.update(text_ids=ids.to(device), text_mask=torch.ones_like(ids).to(device))
+    return batch
+
+
+def profile_top(fn, n: int = 15) -> list[dict[str, Any]]:
+    """Run `fn` once under torch.profiler; the `n` ops with the most self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    return [{"op": e.key, "calls": e.count, "self_cpu_s": e.self_cpu_time_total / 1e6,
+             "share": e.self_cpu_time_total / total} for e in events[:n]]
+
+
 def run_generate(opts: GenerateBenchOptions, progress: bool = True) -> dict[str, Any]:
     """Measure both decoding paths for every task; return the bench/generate.json object."""
     import torch
 
     from mplug.models import build_model
+    from mplug.models.generation import beam_search
 
     opts.validate()
     device = setup(opts.threads, opts.device)
     dtype = parse_dtype(opts.dtype)
-    rows = []
+    rows, profiles, repeats = [], {}, {}
     for task in opts.tasks:
         model = build_model(opts.model, task, **_overrides(opts)).to(device, dtype).eval()
         cfg = model.cfg
-        g = torch.Generator().manual_seed(0)
-        r = cfg.vision.image_res
-        batch = {"image": torch.randn(opts.batch, 3, r, r, generator=g).to(device, dtype)}
-        if task == "vqa":
-            ids = torch.randint(1000, cfg.text.vocab_size, (opts.batch, opts.question_len), generator=g)
-            ids[:, 0], ids[:, -1] = cfg.bos_token_id, cfg.eos_token_id
-            batch.update(text_ids=ids.to(device), text_mask=torch.ones_like(ids).to(device))
+        batch = _batch(model, task, opts, device, dtype)
         dec = opts.decoding(task)
-        out: dict[str, Any] = {}
+        out: dict[Any, Any] = {}
+        with torch.no_grad():
+            memory = _memory(model, task, batch)
 
-        def run(use_cache: bool):
+        def e2e(use_cache: bool):
             def fn():
                 out[use_cache] = model.generate(batch, use_cache=use_cache, **dec)
             return fn
 
-        t = measure_interleaved({"plain": run(False), "cached": run(True)}, device, opts.warmup,
-                                opts.repeats)
+        def decode(use_cache: bool):
+            @torch.no_grad()
+            def fn():
+                out["decode", use_cache] = beam_search(model.text_decoder, *memory,
+                                                       use_cache=use_cache, **dec,
+                                                       **model._gen_kwargs())
+            return fn
+
+        fns = {"plain": e2e(False), "cached": e2e(True)}
+        if opts.breakdown:
+            fns.update({"encode": torch.no_grad()(lambda: _memory(model, task, batch)),
+                        "plain_decode": decode(False), "cached_decode": decode(True)})
+        t = measure_interleaved(fns, device, opts.warmup, opts.repeats)
         (ids_p, sc_p), (ids_c, sc_c) = out[False], out[True]
         identical = ids_p.shape == ids_c.shape and bool(torch.equal(ids_p, ids_c))
-        rows.append({"task": task, "model": opts.model, "batch": opts.batch, "image_res": r,
-                     "n_memory": cfg.vision.n_tokens + (opts.question_len if task == "vqa" else 0),
-                     **{k: v for k, v in dec.items()}, "generated_len": int(ids_c.size(-1)),
-                     "plain_s": t["plain"].time_s, "cached_s": t["cached"].time_s,
-                     "plain_median_s": t["plain"].median_s, "cached_median_s": t["cached"].median_s,
-                     "speedup": t["plain"].time_s / t["cached"].time_s,
-                     "target": f">= {TARGETS[task]:g}x (GPU, default settings)",
-                     "identical_sequences": identical,
-                     "max_score_diff": float((sc_p.float() - sc_c.float()).abs().max()) if identical else None})
+        if opts.breakdown:  # the decode-only calls must give the same ids as well
+            identical = identical and all(torch.equal(out["decode", c][0], ids_c) for c in (False, True))
+        row = {"task": task, "model": opts.model, "batch": opts.batch, "image_res": cfg.vision.image_res,
+               "n_memory": cfg.vision.n_tokens + (opts.question_len if task == "vqa" else 0),
+               **{k: v for k, v in dec.items()}, "generated_len": int(ids_c.size(-1)),
+               "plain_s": t["plain"].time_s, "cached_s": t["cached"].time_s,
+               "plain_median_s": t["plain"].median_s, "cached_median_s": t["cached"].median_s,
+               "speedup": t["plain"].time_s / t["cached"].time_s}
+        if opts.breakdown:
+            row.update({"encode_s": t["encode"].time_s, "plain_decode_s": t["plain_decode"].time_s,
+                        "cached_decode_s": t["cached_decode"].time_s,
+                        "decode_speedup": t["plain_decode"].time_s / t["cached_decode"].time_s})
+        row.update({"target": f">= {TARGETS[task]:g}x (end to end, default settings)",
+                    "identical_sequences": identical,
+                    "max_score_diff": float((sc_p.float() - sc_c.float()).abs().max()) if identical else None})
+        repeats[task] = {name: [round(x, 4) for x in tm.repeats_s] for name, tm in t.items()}
+        rows.append(row)
+        if opts.profile:
+            profiles[task] = profile_top(e2e(True))
         del model
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()}
-    return envelope("generate", rows, settings,
-                    timed="model.generate(batch) end to end, plain (use_cache=False) vs cached")
+    extra = {"profile": profiles} if opts.profile else {}
+    return envelope("generate", rows, settings, device=device, repeats_s=repeats, **extra,
+                    timed="model.generate(batch) end to end, plain (use_cache=False) vs cached; "
+                          "breakdown: encoding alone, beam_search alone (decode) for both paths")
 
 
 COLUMNS = [("task", "task", ""), ("batch", "batch", ""), ("beam_size", "beam", ""),
            ("min_length", "min", ""), ("max_length", "max", ""), ("generated_len", "len", ""),
+           ("encode_s", "encode (s)", ".3f"),
            ("plain_s", "plain (s)", ".3f"), ("cached_s", "cached (s)", ".3f"),
-           ("speedup", "speedup", ".2f"), ("target", "target", ""),
-           ("identical_sequences", "identical", "")]
+           ("speedup", "speedup", ".2f"), ("plain_decode_s", "plain dec (s)", ".3f"),
+           ("cached_decode_s", "cached dec (s)", ".3f"), ("decode_speedup", "dec speedup", ".2f"),
+           ("target", "target", ""), ("identical_sequences", "identical", "")]
 
 
 def summary(result: dict[str, Any]) -> str:
     s = result["settings"]
-    return "\n".join([
+    lines = [
         f"beam search, plain recompute vs cached, {s['model']} (width {s['width'] or 'model'}, "
-        f"image {s['image_res'] or 'model'} px), {s['dtype']} on {result['hardware_name']}",
-        format_table(result["rows"], COLUMNS)])
+        f"image {s['image_res'] or 'model'} px), {s['dtype']} on {result['hardware_name']}; "
+        f"fastest of {s['repeats']} interleaved repeat(s)",
+        format_table(result["rows"], COLUMNS),
+        "speedup = end to end (encoding + decoding); dec speedup = beam_search alone"]
+    for task, top in result.get("profile", {}).items():
+        lines.append(f"\ntorch.profiler, one cached generate ({task}), top ops by self CPU time:")
+        lines.append(format_table(top, [("op", "op", ""), ("calls", "calls", ""),
+                                        ("self_cpu_s", "self CPU (s)", ".3f"),
+                                        ("share", "share", ".1%")]))
+    return "\n".join(lines)

@@ -76,6 +76,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--caption-max", type=int, help="default 25")
     p.add_argument("--vqa-max", type=int, help="default 10")
     p.add_argument("--question-len", type=int, help="VQA question tokens (default 12)")
+    p.add_argument("--no-breakdown", dest="breakdown", action="store_false", default=None,
+                   help="time end to end only (skip the encoding-alone and decode-only timings)")
+    p.add_argument("--profile", action="store_true", default=None,
+                   help="print torch.profiler's top ops of one cached generate call per task")
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("retrieval", help="ITM rerank: plain vs cached image K/V")
@@ -129,7 +133,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     opts = _options(GenerateBenchOptions, args, [
         "model", "tasks", "batch", "image_res", "width", "vision_width", "vision_layers",
-        "decoder_layers", "beam_size", "caption_min", "caption_max", "vqa_max", "question_len"])
+        "decoder_layers", "beam_size", "caption_min", "caption_max", "vqa_max", "question_len",
+        "breakdown", "profile"])
     return _finish(args, run_generate(opts), summary)
 
 

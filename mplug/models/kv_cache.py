@@ -36,7 +36,8 @@ class KVCache:
         return LayerSlot(self, layer)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> KV:
-        """k, v (R, H, T, d) of the new tokens -> keys/values of all tokens (R, H, length+T, d)."""
+        """k, v (R, H, T, d) of the new tokens -> keys/values of all tokens (R, H, length+T, d).
+        In place, these are views of the cache buffers: valid until the next update/reorder."""
         start, end = self.length, self.length + k.size(2)
         if not self.inplace:
             if self.k[layer] is not None:

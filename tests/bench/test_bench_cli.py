@@ -56,15 +56,35 @@ def test_bench_retrieval_json(tmp_path):
         assert _pos(r["plain_s"]) and _pos(r["cached_s"]) and _pos(r["speedup"])
 
 
-def test_bench_generate_json(tmp_path):
+def test_bench_generate_json(tmp_path, capsys):
     data = _run(tmp_path, ["generate", "--model", "mplug_tiny", "--caption-max", "6",
-                           "--vqa-max", "4", "--batch", "2", "--beam-size", "3", "--repeats", "1"])
+                           "--vqa-max", "4", "--batch", "2", "--beam-size", "3", "--repeats", "1",
+                           "--profile"])
     rows = {r["task"]: r for r in data["rows"]}
     assert set(rows) == {"caption", "vqa"}
     assert rows["caption"]["max_length"] == 6 and rows["vqa"]["max_length"] == 4
     for r in rows.values():
         assert r["identical_sequences"] is True
         assert _pos(r["plain_s"]) and _pos(r["cached_s"]) and _pos(r["speedup"])
+        # breakdown: encoding alone and decode-only of both paths, measured in the same run
+        for key in ("encode_s", "plain_decode_s", "cached_decode_s", "decode_speedup"):
+            assert _pos(r[key]), key
+        assert r["decode_speedup"] == r["plain_decode_s"] / r["cached_decode_s"]
+    assert set(data["repeats_s"]["caption"]) == {"plain", "cached", "encode", "plain_decode",
+                                                 "cached_decode"}
+    top = data["profile"]["caption"]
+    assert top and all(_pos(op["self_cpu_s"]) and op["calls"] >= 1 for op in top)
+    out = capsys.readouterr().out
+    assert "dec speedup" in out and "torch.profiler" in out
+
+
+def test_bench_generate_without_breakdown(tmp_path):
+    data = _run(tmp_path, ["generate", "--model", "mplug_tiny", "--tasks", "caption",
+                           "--caption-max", "3", "--batch", "1", "--beam-size", "2",
+                           "--repeats", "1", "--no-breakdown"])
+    row = data["rows"][0]
+    assert row["identical_sequences"] is True and _pos(row["speedup"])
+    assert "encode_s" not in row and "profile" not in data
 
 
 def test_bench_train_json_and_table6(tmp_path):

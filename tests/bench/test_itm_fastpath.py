@@ -107,3 +107,22 @@ def test_numpy_index_as_the_evaluator_passes_it():
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
     one = model.itm_scores_cached(v[:1], t, tm, vm[:1], image_index=np.zeros(5, dtype=int))
     torch.testing.assert_close(one, model.itm_scores(v[[0] * 5], t, tm, vm[[0] * 5]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("over", [dict(stride=6), dict(stride=3)], ids=["stride6", "stride3"])
+def test_length_buckets_cut_padding_and_keep_scores(over):
+    """Sorted by length, each bucket cut to its longest text: narrower fusion inputs, the
+    same scores in the input order (also with several images)."""
+    model = _model(**over)
+    v, vm = _images(model, 2)
+    t, tm = _texts(model, 9)  # real lengths 3..7, in no order
+    widths = []
+    hook = model.fusion_encoder.register_forward_pre_hook(lambda m, a: widths.append(a[2].size(1)))
+    fast = model.itm_scores_cached(v[:1], t, tm, vm[:1], bucket=2)
+    index = torch.tensor([0, 1, 1, 0, 1, 0, 0, 1, 1])
+    fast2 = model.itm_scores_cached(v, t, tm, vm, image_index=index, chunk=4, bucket=3)
+    hook.remove()
+    assert widths[:5] == [7, 6, 5, 4, 3] and widths[5:] == [7, 5, 4]
+    plain = model.itm_scores(v[:1].expand(9, -1, -1).clone(), t, tm, vm[:1].expand(9, -1).clone())
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast2, model.itm_scores(v[index], t, tm, vm[index]), atol=1e-5, rtol=0)
