@@ -1,17 +1,18 @@
 """Done-when checks of issue 4 on the synthetic world, CPU, `mplug_tiny`: pretraining lowers each
 of its four losses, and the fine-tuning recipes, trained from that short pretraining and scored
 by `mplug.eval.run.evaluate` on the validation split, beat the task's chance level from the
-world's manifest AND its image-blind constant where the manifest states one (VQA's majority
-answer, the constant caption's CIDEr, grounding's mean training box; NLVR2's labels are
-balanced, so its majority label scores chance).
+world's manifest AND its image-blind constant (VQA/SNLI-VE's majority answer, grounding's mean
+training box; NLVR2's labels are balanced, so its majority label scores chance).
 
-Slow: ~4 min on 2 quiet cores. Not checked here, measured (issue 4's report): retrieval. ITC of
-the from-scratch tiny encoders first collapses to one feature (loss_itc = ln(batch + queue),
-R@1 = chance) and needs several hundred steps to recover; a plain CLIP loss on the same encoders
-does the same, so it is the budget, not the ITC code. The smoke DAG's mplug_smoke learned it
-with 600 pretraining + 300 fine-tuning steps (TR@1 30, IR@1 40.7 vs chance 3.3).
-Grounding here learns mostly from RefCOCO's location words: refcoco val beats chance, but
-refcoco+ (colour words only, which need the image) stays below it at this budget.
+Slow: ~4 min on 2 cores. What does NOT learn at this budget, measured (issue 4's report):
+- retrieval (not run here): ITC of the from-scratch tiny encoders first collapses to one feature
+  (loss_itc = ln(batch + queue), R@1 = chance) and needs several hundred steps to recover; a
+  plain CLIP loss on the same encoders does the same, so it is the budget, not the ITC code.
+- captioning (strict xfail): CE and SCST give every image one caption; they beat the manifest's
+  constant caption only because another constant scores higher.
+- VQA and SNLI-VE beat majority and chance but not the manifest's image-blind text prior
+  (`blind_acc`); grounding beats chance on RefCOCO mostly through its location words (RefCOCO+
+  stays below chance at this budget).
 """
 from __future__ import annotations
 
@@ -98,30 +99,38 @@ def test_finetuned_model_beats_chance(task, split, metric, pretrained, world, ft
         f"{task} {split}: {metric} {score:.2f} <= chance {chance:.2f} / majority {majority:.2f}"
 
 
-@pytest.fixture(scope="module")
-def caption_ce(pretrained, world, ft_config, tmp_path_factory) -> tuple[Path, float]:
-    """The CE stage and its val CIDEr."""
-    out = tmp_path_factory.mktemp("caption_ce")
-    ckpt = _finetune("caption", "caption_ce", STEPS_FINETUNE, ft_config, world, out,
-                     pretrained / "model.safetensors")
-    return ckpt, _evaluate("caption", ckpt, world, "val", out, **CAPTION_EVAL)["CIDEr"]
+def _caption_cider(ckpt: Path, world: Path, out: Path) -> tuple[float, float]:
+    """(val CIDEr of the model, val CIDEr of its own commonest caption given to every image):
+    a captioner that ignores the image scores the same twice."""
+    from collections import Counter
+
+    from mplug.data.baselines import cider
+    from mplug.data.formats import read_records
+
+    score = _evaluate("caption", ckpt, world, "val", out, **CAPTION_EVAL)["CIDEr"]
+    preds = json.loads((out / "caption_val.predictions.json").read_text())
+    const = Counter(p["caption"] for p in preds).most_common(1)[0][0]
+    refs = {r["image_id"]: r["captions"]
+            for r in read_records(world / "coco_caption" / "val.jsonl", "caption")}
+    return score, cider({k: const for k in refs}, refs)
 
 
-def test_caption_ce_beats_blind_constant_caption(caption_ce, world):
+@pytest.mark.xfail(strict=True, reason="measured: after 200 CE steps (and 20 SCST steps) the tiny "
+                   "captioner gives every val image the same caption ('a red circle', CIDEr 70.9; "
+                   "SCST: one longer caption, 97.6); both beat the manifest's constant caption "
+                   "(66.8) without looking at the image")
+def test_caption_ce_and_scst_beat_every_constant_caption(pretrained, world, ft_config, tmp_path):
+    """CE, then 20 SCST steps from it (reward CIDEr, baseline the beams' mean): val CIDEr above
+    the manifest's constant caption AND above the model's own commonest caption for all images."""
     blind = _manifest(world, "coco_caption")["baselines"]["val"]["blind_constant_cider"]
-    print(f"caption_ce val CIDEr={caption_ce[1]:.1f} constant caption={blind:.1f}")
-    assert caption_ce[1] > blind, f"CE: CIDEr {caption_ce[1]:.1f} <= constant caption {blind:.1f}"
-
-
-def test_caption_scst_raises_cider(caption_ce, world, ft_config, tmp_path):
-    """20 SCST steps from the CE model (reward CIDEr, baseline the beams' mean) raise val CIDEr,
-    which stays above the constant caption."""
-    ckpt = _finetune("caption", "caption_scst", 20, ft_config, world, tmp_path, caption_ce[0])
-    cider = _evaluate("caption", ckpt, world, "val", tmp_path, **CAPTION_EVAL)["CIDEr"]
-    blind = _manifest(world, "coco_caption")["baselines"]["val"]["blind_constant_cider"]
-    print(f"caption_scst val CIDEr={cider:.1f} CE={caption_ce[1]:.1f} constant caption={blind:.1f}")
-    assert cider > max(blind, caption_ce[1]), \
-        f"SCST: CIDEr {cider:.1f} <= CE {caption_ce[1]:.1f} or constant caption {blind:.1f}"
+    ce = _finetune("caption", "caption_ce", STEPS_FINETUNE, ft_config, world, tmp_path / "ce",
+                   pretrained / "model.safetensors")
+    scst = _finetune("caption", "caption_scst", 20, ft_config, world, tmp_path / "scst", ce)
+    for stage, ckpt in (("caption_ce", ce), ("caption_scst", scst)):
+        score, own_constant = _caption_cider(ckpt, world, ckpt.parent)
+        print(f"{stage} val CIDEr={score:.1f} its commonest caption for all={own_constant:.1f} "
+              f"manifest constant caption={blind:.1f}")
+        assert score > max(blind, own_constant), stage
 
 
 def test_grounding_beats_chance_and_mean_box(pretrained, world, ft_config, tmp_path):
