@@ -41,6 +41,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", help="decoding prompt (captioning tasks)")
     parser.add_argument("--k-test", type=int, help="retrieval: ITC candidates reranked by ITM")
     parser.add_argument("--frames", type=int, help="video tasks: frames sampled per video")
+    parser.add_argument("--bins", type=int, help="grounding: coordinate bins (default: the "
+                        "checkpoint's training summary.json, else the model config's 337)")
     parser.set_defaults(func=run)
 
 
@@ -110,6 +112,10 @@ def settings_from(args: argparse.Namespace, cfg: dict):
         if key is None:
             raise ConfigError(f"--prompt applies to captioning tasks, not {args.task}")
         over[key] = args.prompt
+    if args.bins is not None:
+        if args.task != "grounding":
+            raise ConfigError(f"--bins applies to grounding, not {args.task}")
+        over["grounding_bins"] = args.bins
     if args.frames is not None:
         key = {"video_retrieval": "frames_retrieval", "video_caption": "frames_caption",
                "video_qa_msrvtt": "frames_qa", "video_qa_msvd": "frames_qa"}.get(args.task)

@@ -16,6 +16,7 @@ training uses too.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -367,6 +368,26 @@ def _device(name: str):
     return torch.device(name)
 
 
+def trained_grounding_bins(checkpoint: str | Path | None) -> int | None:
+    """The coordinate bins a grounding checkpoint was trained with, from the `summary.json`
+    training writes beside `model.safetensors` (run.settings.grounding.bins); None when there is
+    no such summary (an official checkpoint: the model config's 337 bins apply)."""
+    if checkpoint is None:
+        return None
+    summary = Path(checkpoint).with_name("summary.json")
+    if not summary.is_file():
+        return None
+    try:
+        grounding = json.loads(summary.read_text())["run"]["settings"].get("grounding") or {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        log.warning("%s: unreadable training summary; grounding bins from the model config", summary)
+        return None
+    bins = grounding.get("bins")
+    if bins:
+        log.info("grounding bins %s from the checkpoint's training summary %s", bins, summary)
+    return int(bins) if bins else None
+
+
 def load_model(model_task: str, checkpoint: str | Path | None, settings: EvalSettings, device,
                tokenizer: Any = None):
     """Build `settings.model` for `model_task`, its vocabulary sized for `tokenizer` by
@@ -376,8 +397,10 @@ def load_model(model_task: str, checkpoint: str | Path | None, settings: EvalSet
     from mplug.models.loading import load_into, load_state_dict_safe
 
     over = vocab_overrides(tokenizer, settings.model) if tokenizer is not None else {}
-    if model_task == "grounding" and settings.grounding_bins:
-        over["grounding_bins"] = settings.grounding_bins
+    if model_task == "grounding":
+        bins = settings.grounding_bins or trained_grounding_bins(checkpoint)
+        if bins:
+            over["grounding_bins"] = bins
     model = build_model(settings.model, model_task, **over)
     if checkpoint is not None:
         # Unexpected keys are fine (zero-shot from a pretrained or other-task checkpoint); a

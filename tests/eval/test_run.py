@@ -130,3 +130,29 @@ def test_settings_from_run_config(tmp_path):
     assert (s.k_test, s.frames_retrieval) == (16, 4)
     s = settings_from(p.parse_args(["vqa", *base]), {})
     assert (s.vqa_beam, s.vqa_max_length, s.vqa_min_length) == (5, 10, 1)  # official defaults
+
+
+def test_grounding_bins_come_from_the_checkpoints_training_summary(world, tmp_path, capsys):
+    """A grounding model trained with N bins must be decoded with N bins: boxes decoded with the
+    default 337 from a 33-bin model land near the origin. The bins travel in summary.json."""
+    from mplug.data.tokenizer import load_tokenizer
+    from mplug.eval.run import EvalSettings, load_model, trained_grounding_bins
+
+    tok = load_tokenizer(world / "vocab.txt")
+    ckpt, _ = _checkpoint(tmp_path, "grounding", world)
+    assert trained_grounding_bins(ckpt) is None  # no summary: the model config's bins
+    model = ckpt.with_name("model.safetensors")
+    ckpt.rename(model)
+    model.with_name("summary.json").write_text(json.dumps(
+        {"run": {"settings": {"grounding": {"bins": 33, "loss_weighting": "official"}}}}))
+    assert trained_grounding_bins(model) == 33
+    tiny = EvalSettings(model="mplug_tiny", device="cpu")
+    assert load_model("grounding", model, tiny, "cpu", tok).bins == 33
+    assert load_model("grounding", model, tiny.replace(grounding_bins=50), "cpu", tok).bins == 50
+    out = tmp_path / "m.json"
+    rc, cap = _run(["grounding", "--checkpoint", str(model), "--data", str(world), "--split",
+                    "val", "--out", str(out), "--bins", "33"], capsys)
+    assert rc == 0, cap.err[-2000:]
+    rc, cap = _run(["vqa", "--checkpoint", str(model), "--data", str(world), "--split", "val",
+                    "--out", str(out), "--bins", "33"], capsys)
+    assert rc != 0 and "--bins applies to grounding" in cap.err
