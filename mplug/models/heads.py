@@ -130,6 +130,8 @@ def enqueue(queue: torch.Tensor, ptr: torch.Tensor, feats: torch.Tensor) -> None
     batch) safe. `ptr` is NOT advanced here (several queues share it); see `advance_ptr`.
     """
     size, b = queue.shape[1], feats.shape[0]
+    if size == 0:  # queue_size 0: in-batch ITC only
+        return
     if b > size:
         feats, b = feats[-size:], size
     cols = (int(ptr.item()) + torch.arange(b, device=queue.device)) % size
@@ -138,6 +140,8 @@ def enqueue(queue: torch.Tensor, ptr: torch.Tensor, feats: torch.Tensor) -> None
 
 @torch.no_grad()
 def advance_ptr(ptr: torch.Tensor, batch: int, size: int) -> None:
+    if size == 0:
+        return
     ptr[0] = (int(ptr.item()) + min(batch, size)) % size
 
 
