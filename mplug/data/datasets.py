@@ -389,53 +389,91 @@ def read_shard_list(root: Path) -> list[Path]:
 
 class PretrainShardDataset(IterableDataset):
     """JSONL pairs (if any) followed by the samples of webdataset shards, split across
-    DataLoader workers; corrupt samples are skipped and counted like bad images."""
+    DataLoader workers; corrupt samples are skipped and counted like bad images.
 
-    def __init__(self, root: Path, shards: list[Path], image_res: int, train: bool, **opts: Any):
-        self.root, self.shards, self.opts = root, shards, opts
+    Training order (`train=True`): every epoch the JSONL pairs are permuted and the shard order is
+    shuffled, then a `shuffle_buffer`-sample buffer mixes the shards' samples (webdataset's
+    shuffle), all seeded by (seed, epoch) through `set_epoch`, so every rank and every resumed run
+    sees the same order (ranks take every world-th batch of one stream). Without it the stream
+    repeats file order, and an image's captions, stored side by side, land in the same batch as
+    ITC negatives. `image_idx` is fixed per sample (position of its shard in the list + index in
+    the shard), whatever the order."""
+
+    def __init__(self, root: Path, shards: list[Path], image_res: int, train: bool,
+                 shuffle_buffer: int = 1000, **opts: Any):
+        self.root, self.shards, self.opts, self.train = root, shards, opts, train
+        self.shuffle_buffer = shuffle_buffer
+        self.seed, self.epoch = 0, 0
         self.jsonl = (PretrainDataset(root, "train", image_res, train, pretrain=True, **opts)
                       if formats.split_path(root, "train").is_file() else None)
         self.transform = build_transform(TransformConfig(image_res, train, pretrain=True,
                                                          flip=opts.get("flip", True),
                                                          randaugment=opts.get("randaugment", True)))
         self.bad_images = 0
-        self.n_shard_samples = sum(_count_tar_samples(p) for p in shards)
+        counts = [_count_tar_samples(p) for p in shards]
+        self.n_shard_samples = sum(counts)
+        self.shard_start = [sum(counts[:i]) for i in range(len(counts))]  # stable image ids
+
+    def set_epoch(self, epoch: int, seed: int = 0) -> None:
+        """Select the order of the next iteration (call before creating the DataLoader iterator:
+        its workers copy the dataset then)."""
+        self.epoch, self.seed = int(epoch), int(seed)
 
     def __len__(self) -> int:
         return (len(self.jsonl) if self.jsonl else 0) + self.n_shard_samples
 
+    def _rng(self, salt: int = 0) -> random.Random:
+        return random.Random((self.seed * 1_000_003 + self.epoch) * 7_919 + salt)
+
     def __iter__(self):
+        import webdataset as wds
+
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        if self.jsonl is not None:
+            order = list(range(len(self.jsonl)))
+            if self.train:
+                self._rng().shuffle(order)
+            for i in order[wid::nw]:
+                yield self.jsonl[i]
+        offset = (max(self.jsonl.image_index) + 1) if self.jsonl else 0  # shard image ids follow
+        shard_ids = list(range(len(self.shards)))
+        if self.train:
+            self._rng(1).shuffle(shard_ids)
+        samples = self._shard_samples(shard_ids[wid::nw], offset)
+        if self.train and self.shuffle_buffer > 1:
+            samples = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer,
+                                  seed=(self.seed * 1_000_003 + self.epoch) * 31 + wid)(samples)
+        yield from samples
+
+    def _shard_samples(self, shard_ids: list[int], offset: int):
+        """(decoded sample) of the given shards in that order, bad ones skipped and counted."""
         import io
 
         import webdataset as wds
         from PIL import Image
 
-        info = torch.utils.data.get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        if self.jsonl is not None:
-            for i in range(wid, len(self.jsonl), nw):
-                yield self.jsonl[i]
-        offset = (max(self.jsonl.image_index) + 1) if self.jsonl else 0  # shard image ids follow
-        urls = [str(p) for p in self.shards][wid::nw]
-        if not urls:
-            return
-        for n, sample in enumerate(wds.WebDataset(urls, shardshuffle=False, empty_check=False)):
-            key = sample.get("__key__", "?")
-            img_bytes = sample.get("jpg") or sample.get("png") or sample.get("jpeg")
-            try:
-                if not img_bytes:
-                    raise OSError("no image member")
-                with Image.open(io.BytesIO(img_bytes)) as im:
-                    img = im.convert("RGB")
-                caption = (sample.get("txt") or b"").decode("utf-8").strip()
-                if not caption:
-                    raise ValueError("empty caption")
-            except (OSError, ValueError) as err:
-                self.bad_images += 1
-                log.warning("skipping bad shard sample %s: %s", key, err)
-                continue
-            yield {"image": self.transform(img), "text": pre_caption(caption, self.opts.get("max_words", 30)),
-                   "image_idx": offset + wid + n * nw, "meta": {"image_id": key, "skipped_bad": 0}}
+        for s in shard_ids:
+            for n, sample in enumerate(wds.WebDataset([str(self.shards[s])], shardshuffle=False,
+                                                      empty_check=False)):
+                key = sample.get("__key__", "?")
+                img_bytes = sample.get("jpg") or sample.get("png") or sample.get("jpeg")
+                try:
+                    if not img_bytes:
+                        raise OSError("no image member")
+                    with Image.open(io.BytesIO(img_bytes)) as im:
+                        img = im.convert("RGB")
+                    caption = (sample.get("txt") or b"").decode("utf-8").strip()
+                    if not caption:
+                        raise ValueError("empty caption")
+                except (OSError, ValueError) as err:
+                    self.bad_images += 1
+                    log.warning("skipping bad shard sample %s: %s", key, err)
+                    continue
+                yield {"image": self.transform(img),
+                       "text": pre_caption(caption, self.opts.get("max_words", 30)),
+                       "image_idx": offset + self.shard_start[s] + n,
+                       "meta": {"image_id": key, "skipped_bad": 0}}
 
     def summary(self) -> dict:
         return {"dataset": str(self.root), "split": "train", "examples": len(self),

@@ -176,6 +176,8 @@ def _stream(dataset, collate_fn, plan: BatchPlan, loop: LoopConfig, epoch: int, 
     # an explicit generator: without one, creating the iterator draws its worker base seed from
     # the global RNG, which a resumed run would do once more than the original
     gen = torch.Generator().manual_seed(loop.seed * 7_919 + epoch * 104_729)
+    if hasattr(dataset, "set_epoch"):  # the stream's own shuffle (seeded: same on every rank)
+        dataset.set_epoch(epoch, loop.seed)
     loader = DataLoader(dataset, batch_size=plan.micro_batch, drop_last=True, collate_fn=collate_fn,
                         num_workers=loop.num_workers, generator=gen)
     mine = (b for i, b in enumerate(loader) if i % dist.world_size == dist.rank)

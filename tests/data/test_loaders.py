@@ -179,3 +179,30 @@ def test_strict_video_names_an_unreadable_frame(copy_dataset):
     assert ex["meta"]["bad_frames"] >= 1 and ex["meta"]["question_id"] == rec["question_id"]
     with pytest.raises(DataError, match=frame.name):
         build_dataset("video_qa_msrvtt", root, "test", None, RES, False, strict=True)[0]
+
+
+def test_pretrain_stream_is_shuffled_per_epoch_and_reproducible(synth_world):
+    """The streamed pretraining set (JSONL pairs + webdataset shards) is reshuffled every epoch,
+    identically for the same (seed, epoch) -- what every rank and a resumed run rely on -- and
+    every sample keeps its image_idx whatever the order."""
+    import torch
+
+    ds = build_dataset("pretrain", synth_world[0], "train", None, RES, True, dataset="pretrain_14m")
+
+    def order(epoch, seed=0):
+        ds.set_epoch(epoch, seed)
+        torch.manual_seed(0)
+        return [(it["meta"]["image_id"], it["text"], it["image_idx"]) for it in ds]
+
+    e0, e0_again, e1 = order(0), order(0), order(1)
+    assert e0 == e0_again
+    assert e0 != e1 and sorted(e0) == sorted(e1)  # same samples, another order
+    n_jsonl = synth_world[1]["datasets"]["pretrain_14m"]["splits"]["train"]["records"]
+    assert [x[2] for x in e0[:n_jsonl]] != sorted(x[2] for x in e0[:n_jsonl])  # JSONL permuted
+    shard = e0[n_jsonl:]
+    assert [x[2] for x in shard] != sorted(x[2] for x in shard)  # shard samples mixed
+    assert order(0, seed=1) != e0
+    evaluation = build_dataset("pretrain", synth_world[0], "train", None, RES, False,
+                               dataset="pretrain_14m")
+    idx = [it["image_idx"] for it in evaluation]
+    assert idx[n_jsonl:] == sorted(idx[n_jsonl:])  # not training: file order
