@@ -405,9 +405,12 @@ def load_model(model_task: str, checkpoint: str | Path | None, settings: EvalSet
     if checkpoint is not None:
         # Unexpected keys are fine (zero-shot from a pretrained or other-task checkpoint); a
         # missing weight is not, except momentum copies and queues, which inference never uses.
+        # training state (momentum copies, ITC queues) is never used here; a queue's size is a
+        # training choice (0 = in-batch ITC), so its shape must not decide whether a model loads
+        state = {k: v for k, v in load_state_dict_safe(checkpoint).items()
+                 if k.split(".")[0] not in _QUEUES}
         try:
-            report = load_into(model, load_state_dict_safe(checkpoint), strict=False,
-                               source=str(checkpoint))
+            report = load_into(model, state, strict=False, source=str(checkpoint))
         except CheckpointError as err:
             if "word_embeddings" not in str(err):
                 raise
@@ -424,9 +427,12 @@ def load_model(model_task: str, checkpoint: str | Path | None, settings: EvalSet
     return model.to(device).eval()
 
 
+_QUEUES = ("image_queue", "text_queue", "idx_queue", "queue_ptr")
+
+
 def _train_only(key: str) -> bool:
     head = key.split(".")[0]
-    return head.endswith("_m") or head in ("image_queue", "text_queue", "idx_queue", "queue_ptr")
+    return head.endswith("_m") or head in _QUEUES
 
 
 def evaluate(task: str, checkpoint: str | Path | None, data: str | Path, split: str,
