@@ -63,21 +63,27 @@ def weights(path: Path) -> dict:
 
 
 def make_tiny_config(path: Path, max_steps: int = 2, batch_size: int = 16,
-                     grounding_bins: int | None = None, **train_over) -> Path:
+                     grounding_bins: int | None = None, official_itc: bool = True,
+                     **train_over) -> Path:
     """config/smoke.yaml with the `mplug_tiny` model (< 1M params) and tiny step counts;
-    `grounding_bins` replaces every grounding job's `train.grounding.bins`."""
+    `grounding_bins` replaces every grounding job's `train.grounding.bins`.
+    `official_itc`: ITC with a queue (64) and momentum encoders + distillation in every job but
+    VQA (official), which the engine/checkpoint tests exercise; False keeps smoke.yaml's in-batch
+    ITC without momentum encoders (what learns from random init, tests/train/test_collapse.py)."""
     import yaml
 
     cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
     entry = next(iter(cfg["models"].values()))
     entry.update(arch="mplug_tiny", stride=3)
     cfg["models"] = {"mplug_tiny": entry}
-    sizes = {"image_res": 32, "embed_dim": 16, "queue_size": 64, "batch_size": batch_size,
-             "max_steps": max_steps, "log_every": 1, "save_every": 1000, "warmup_steps": 2,
-             **train_over}
+    sizes = {"image_res": 32, "embed_dim": 16, "queue_size": 64 if official_itc else 0,
+             "batch_size": batch_size, "max_steps": max_steps, "log_every": 1,
+             "save_every": 1000, "warmup_steps": 2, **train_over}
     for section in ("pretrain", "finetune"):
-        for job in cfg[section].values():
+        for name, job in cfg[section].items():
             job["train"] = {**job["train"], **sizes}
+            if official_itc and "distill" not in train_over:
+                job["train"]["distill"] = name != "vqa"
             if job["train"].get("scst"):
                 job["train"]["batch_size"] = 4
             if grounding_bins and job["train"].get("grounding"):
