@@ -3,34 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mplug.models import get_config
-from mplug.models.decoder import TextDecoder
 from mplug.models.generation import beam_search, greedy, rank_answers
 
 EOS = 102
-
-
-@pytest.fixture
-def decoder():
-    """A tiny decoder with sharp (non-uniform) distributions; EOS made moderately likely so that
-    hypotheses end at different steps."""
-    torch.manual_seed(0)
-    dec = TextDecoder(get_config("mplug_tiny", vocab_size=200)).eval()
-    with torch.no_grad():
-        for p in dec.parameters():
-            if p.dim() > 1:
-                p.mul_(8)
-        dec.cls.predictions.bias[EOS] += 2.0
-    return dec
-
-
-@pytest.fixture
-def enc():
-    g = torch.Generator().manual_seed(1)
-    states = torch.randn(4, 7, 32, generator=g)
-    mask = torch.ones(4, 7, dtype=torch.long)
-    mask[2, 4:] = 0
-    return states, mask
 
 
 def test_tied_lm_head_and_state_dict_keys(decoder):

@@ -3,10 +3,8 @@ and the cached beam search against the plain recompute path in the cases the fas
 import pytest
 import torch
 
-from mplug.models import get_config
 from mplug.models.bert import BertSelfAttention
 from mplug.models.config import TextConfig
-from mplug.models.decoder import TextDecoder
 from mplug.models.generation import beam_search, greedy
 from mplug.models.kv_cache import KVCache
 
@@ -77,26 +75,6 @@ def test_shared_kv_folded_into_queries_equals_repeated_kv(impl, per_row_mask):
     with pytest.raises(ValueError, match="cannot share"):
         att(hidden[:-1], None, kv=kv)
 
-
-@pytest.fixture
-def decoder():
-    torch.manual_seed(0)
-    dec = TextDecoder(get_config("mplug_tiny", vocab_size=200)).eval()
-    with torch.no_grad():
-        for p in dec.parameters():
-            if p.dim() > 1:
-                p.mul_(8)
-        dec.cls.predictions.bias[102] += 2.0  # EOS likely: images finish at different steps
-    return dec
-
-
-@pytest.fixture
-def enc():
-    g = torch.Generator().manual_seed(1)
-    states = torch.randn(4, 7, 32, generator=g)
-    mask = torch.ones(4, 7, dtype=torch.long)
-    mask[2, 4:] = 0
-    return states, mask
 
 
 def test_cached_beams_share_the_image_kv_without_copies(decoder, enc):
