@@ -18,6 +18,7 @@ if SYNTH:
         log:
             _log("synth", "synth"),
         threads: threads_of("synth")
+        priority: 50  # the root of the critical path: before the independent benchmarks
         resources:
             **res_fn("synth"),
         conda:

@@ -34,6 +34,7 @@ if not OFFICIAL:
             model=_alt(MODELS),
             stage=_alt(config["pretrain"]),
         threads: threads_of("pretrain", _pretrain_job)
+        priority: 40  # every fine-tune and zero-shot job waits for pretraining
         resources:
             **res_fn("pretrain", _pretrain_job),
         conda:
