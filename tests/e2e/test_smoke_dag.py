@@ -87,3 +87,41 @@ def test_deleted_table_output_rebuilds_only_what_it_needs(smoke_run):
     # `all` then only re-renders the report, which reads the rebuilt file
     assert _jobs(_snakemake(smoke_run, "-n")) == {"report": 1, "all": 1}
     _snakemake(smoke_run)
+
+
+def _chance_recall(n_items: int, n_pos: int, k: int) -> float:
+    """Recall@k (%) of a random ranking: P(one of n_pos positives among the top k)."""
+    from math import comb
+
+    return 100.0 * (1.0 - comb(n_items - n_pos, k) / comb(n_items, k))
+
+
+def test_fine_tuned_models_beat_their_baselines(smoke_run):
+    """Issue 4: the smoke run's fine-tuned models learn the synthetic world, each scored against
+    a baseline from the world's manifest (computed from the data): captions above the blind
+    constant caption, VQA above the majority answer, SNLI-VE above chance, retrieval's mean recall
+    above a random ranking's. Measured at commit time: CIDEr 157 vs 66, VQA 41 vs 26, SNLI-VE 67
+    vs 33, COCO r_mean 39 vs 17, Flickr 36 vs 17. Not here: grounding (RefCOCO val 34.0 = the mean
+    training box's 34.0 after 150 + 30 steps) and NLVR2 (52 vs 50) need longer training; both
+    are checked in tests/train/test_learning.py."""
+    smoke_run.check()
+    world = json.loads((smoke_run.workdir / "data/smoke/manifest.json").read_text())["datasets"]
+
+    def metrics(job, split):
+        path = smoke_run.results / "mplug_smoke" / "eval" / job / split / "metrics.json"
+        return json.loads(path.read_text())["metrics"]
+
+    checks = [
+        ("caption_ce test CIDEr", metrics("caption_ce", "test")["CIDEr"],
+         world["coco_caption"]["baselines"]["test"]["blind_constant_cider"]),
+        ("vqa val", metrics("vqa", "val")["overall"], world["vqa"]["baselines"]["val"]["majority_acc"]),
+        ("snli_ve test", metrics("snli_ve", "test")["accuracy"], world["snli_ve"]["chance"]["acc"]),
+    ]
+    for job in ("retrieval_coco", "retrieval_flickr"):
+        m = metrics(job, "test")
+        n_img, n_txt = m["n_images"], m["n_texts"]
+        chance = [_chance_recall(n_txt, n_txt // n_img, k) for k in (1, 5, 10)] + \
+                 [_chance_recall(n_img, 1, k) for k in (1, 5, 10)]
+        checks.append((f"{job} test r_mean", m["r_mean"], sum(chance) / len(chance)))
+    low = [(name, round(score, 1), round(base, 1)) for name, score, base in checks if score <= base]
+    assert not low, f"at or below the baseline (name, score, baseline): {low}"
