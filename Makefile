@@ -24,7 +24,7 @@ smoke: $(STAMP)
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --no-loadscope-reorder
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"

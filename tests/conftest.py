@@ -7,10 +7,10 @@ config/smoke.yaml`) with this checkout's Snakefile and profile, but in a fresh w
 Set MPLUG_SMOKE_RUN=DIR to reuse a finished run in DIR (its own `snakemake` is then a no-op
 check that nothing is left to do) while iterating on these tests.
 
-Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), every test that needs the smoke
-DAG is put in ONE group, scheduled first (it is the longest), so one worker runs the DAG once and
-then the tests that read it, while the other worker runs the rest module by module (a module's
-tests share a worker, so module-scoped fixtures are built once).
+Under pytest-xdist (`make test` runs `-n 2`), the modules that need the smoke DAG form ONE work
+unit, scheduled first (it is the longest), so one worker runs the DAG once and then the tests
+that read it, while the other worker runs the rest module by module (a module's tests share a
+worker, so module-scoped fixtures are built once).
 """
 from __future__ import annotations
 
@@ -43,16 +43,44 @@ def smoke_env() -> dict:
 
 
 SMOKE_GROUP = "smoke_dag"
+# the test modules that read the smoke DAG (checked below: a test elsewhere that asks for
+# `smoke_run` stops the session, since its worker would run the DAG a second time)
+SMOKE_MODULES = ("tests/e2e/test_smoke_dag.py", "tests/reliability/test_dag_kill_resume.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def _reads_smoke(item) -> bool:
+    return "smoke_run" in getattr(item, "fixturenames", ())
+
+
 def pytest_collection_modifyitems(config, items):
-    smoke = [it for it in items if "smoke_run" in getattr(it, "fixturenames", ())]
-    for item in items:
-        group = SMOKE_GROUP if item in smoke else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-    # the DAG first: it bounds the wall time whether or not xdist runs
+    stray = [it.nodeid for it in items
+             if _reads_smoke(it) and it.nodeid.split("::", 1)[0] not in SMOKE_MODULES]
+    if stray:
+        raise pytest.UsageError(f"{stray[0]} uses smoke_run: add its module to SMOKE_MODULES in "
+                                "tests/conftest.py (one pytest-xdist worker runs those)")
+    # the DAG first: it bounds the wall time (make test keeps this order: --no-loadscope-reorder)
+    smoke = [it for it in items if _reads_smoke(it)]
     items[:] = smoke + [it for it in items if it not in smoke]
+
+
+try:
+    import xdist.scheduler
+except ImportError:  # plain pytest: no workers, nothing to schedule
+    xdist = None
+else:
+    @pytest.hookimpl(optionalhook=True)  # known only while the xdist plugin is loaded
+    def pytest_xdist_make_scheduler(config, log):
+        """Work units for the workers: SMOKE_MODULES together (one worker runs the DAG once and
+        the tests that read it), every other module by itself (its module-scoped fixtures are
+        built once). xdist's own `loadgroup` cannot do this under pytest 9 (it renames
+        `item._nodeid`, which pytest 9 no longer reads)."""
+
+        class SmokeGroupScheduling(xdist.scheduler.LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                path = nodeid.split("::", 1)[0]
+                return SMOKE_GROUP if path in SMOKE_MODULES else path
+
+        return SmokeGroupScheduling(config, log)
 
 
 @dataclass
