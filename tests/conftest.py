@@ -66,7 +66,7 @@ def pytest_collection_modifyitems(config, items):
 try:
     import xdist.scheduler
 except ImportError:  # plain pytest: no workers, nothing to schedule
-    xdist = None
+    pass
 else:
     @pytest.hookimpl(optionalhook=True)  # known only while the xdist plugin is loaded
     def pytest_xdist_make_scheduler(config, log):

@@ -422,8 +422,9 @@ class PretrainShardDataset(IterableDataset):
     def __len__(self) -> int:
         return (len(self.jsonl) if self.jsonl else 0) + self.n_shard_samples
 
-    def _rng(self, salt: int = 0) -> random.Random:
-        return random.Random((self.seed * 1_000_003 + self.epoch) * 7_919 + salt)
+    def _epoch_seed(self) -> int:
+        """One seed per (seed, epoch): the same on every rank and in a resumed run."""
+        return self.seed * 1_000_003 + self.epoch
 
     def __iter__(self):
         import webdataset as wds
@@ -433,17 +434,17 @@ class PretrainShardDataset(IterableDataset):
         if self.jsonl is not None:
             order = list(range(len(self.jsonl)))
             if self.train:
-                self._rng().shuffle(order)
+                random.Random(self._epoch_seed() * 7_919).shuffle(order)
             for i in order[wid::nw]:
                 yield self.jsonl[i]
         offset = (max(self.jsonl.image_index) + 1) if self.jsonl else 0  # shard image ids follow
         shard_ids = list(range(len(self.shards)))
         if self.train:
-            self._rng(1).shuffle(shard_ids)
+            random.Random(self._epoch_seed() * 7_919 + 1).shuffle(shard_ids)
         samples = self._shard_samples(shard_ids[wid::nw], offset)
         if self.train and self.shuffle_buffer > 1:
             samples = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer,
-                                  seed=(self.seed * 1_000_003 + self.epoch) * 31 + wid)(samples)
+                                  seed=self._epoch_seed() * 31 + wid)(samples)  # one buffer per worker
         yield from samples
 
     def _shard_samples(self, shard_ids: list[int], offset: int):

@@ -405,8 +405,8 @@ def load_model(model_task: str, checkpoint: str | Path | None, settings: EvalSet
     if checkpoint is not None:
         # Unexpected keys are fine (zero-shot from a pretrained or other-task checkpoint); a
         # missing weight is not, except momentum copies and queues, which inference never uses.
-        # training state (momentum copies, ITC queues) is never used here; a queue's size is a
-        # training choice (0 = in-batch ITC), so its shape must not decide whether a model loads
+        # Queues are not even loaded: their size is a training choice (0 = in-batch ITC), so
+        # their shape must not decide whether a model loads.
         state = {k: v for k, v in load_state_dict_safe(checkpoint).items()
                  if k.split(".")[0] not in _QUEUES}
         try:
