@@ -4,12 +4,13 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 SMOKE_CONFIG := config/smoke.yaml
 
-.PHONY: setup smoke test test-fast clean-smoke
+.PHONY: setup smoke test test-fast clean-smoke lock
 
+# Every package comes from the lock, hash-checked (pip itself included); then the project, without
+# dependencies (they are all in the lock).
 $(STAMP): requirements/lock.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements/lock.txt
+	$(PY) -m pip install -q --require-hashes -r requirements/lock.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
@@ -31,3 +32,10 @@ test-fast: $(STAMP)
 
 clean-smoke:
 	rm -rf data/smoke results/smoke reports/smoke
+
+# Recompile the lock from requirements/*.in (needs the package index). tests/workflow/test_lock.py
+# then checks the env files and the venv against it.
+lock: $(STAMP)
+	.venv/bin/uv pip compile requirements/base.in requirements/dev.in --generate-hashes \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --annotation-style line \
+	  --custom-compile-command "make lock" -o requirements/lock.txt

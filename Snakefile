@@ -80,4 +80,4 @@ rule all:
 rule figures:
     """The benchmark results behind Figures 1, 3 and 4."""
     input:
-        mcfg.figure_inputs(config),
+        report_map.figure_files(config),

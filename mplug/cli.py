@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mplug.commands.train", "pretrain or fine-tune with DeepSpeed"),
     "evaluate": ("mplug.commands.evaluate", "run a checkpoint on a task split and write metrics"),
     "score": ("mplug.commands.score", "score a predictions file (vqa, caption, grounding)"),
-    "bench": ("mplug.commands.bench", "benchmarks: fusion, train, generate, retrieval"),
+    "bench": ("mplug.commands.bench", "benchmarks: fusion, train, generate, retrieval, video"),
     "report": ("mplug.commands.report", "render the HTML report of a run"),
 }
 
@@ -72,6 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mplug {argv[0]}: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        from mplug.utils.io import WRITE_ERRNOS, output_error
+
+        if err.errno not in WRITE_ERRNOS:
+            raise  # a bug or an unexpected fault: keep the traceback
+        # a full or read-only disk met by a write no helper wrapped (an image, a torch file)
+        named = output_error(err.filename or "an output file", err)
+        print(f"mplug {argv[0]}: error: {named}", file=sys.stderr)
+        return named.exit_code
 
 
 if __name__ == "__main__":

@@ -10,12 +10,14 @@ where known) and what is allowed.
 Resolution helpers give the trainer and evaluator the settings they should use:
 `train_settings(cfg, section, name, model_key)` and `eval_settings(cfg, job, model_key)` merge a
 job's base values, its per-architecture overrides and, with `hparams: paper`, the paper's values.
-Path helpers (`checkpoint_path`, `eval_json`, ...) and `table_inputs` describe the run layout the
-DAG builds and the report reads.
+Path helpers (`checkpoint_path`, `eval_json`, ...) describe the run layout the DAG builds and
+the report reads; which of those files feed which table is `mplug.report.mapping`'s business.
 """
 from __future__ import annotations
 
 import copy
+import math
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import yaml
 
 from mplug.errors import ConfigError
+from mplug.utils.io import read_utf8
 
 SCHEMA_RELPATH = Path("workflow") / "schemas" / "config.schema.yaml"
 
@@ -31,7 +34,6 @@ FINETUNE_TASKS = ("vqa", "caption", "retrieval_coco", "retrieval_flickr", "groun
 EVAL_TASKS = FINETUNE_TASKS + ("nocaps", "video_retrieval", "video_qa_msrvtt", "video_qa_msvd",
                                "video_caption")
 PRETRAIN_STAGES = ("pretrain_14m", "pretrain_4m")
-BENCHES = ("fusion", "train", "generate", "retrieval")
 # Used only when mplug.models cannot be imported (e.g. a bare environment): official archs.
 _FALLBACK_FUSION_LAYERS = {"mplug_base": 6, "mplug_large": 6}
 
@@ -65,7 +67,7 @@ def load_config(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass --config with a run config "
                           "such as config/config.yaml or config/smoke.yaml")
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path, ConfigError)
     try:
         cfg = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -82,6 +84,10 @@ def load_config(path: str | Path) -> dict:
 
 def validate_config(cfg: dict, source: str = "<config>", text: str | None = None) -> None:
     """Schema validation then semantic checks; one ConfigError listing every problem found."""
+    duplicates = duplicate_keys(text) if text else []
+    if duplicates:
+        raise ConfigError(f"{source}: invalid run config (a key written twice; YAML would keep "
+                          "only the last value):\n" + "\n".join(f"  {d}" for d in duplicates))
     errors = schema_errors(cfg)
     if not errors:
         errors = semantic_errors(cfg)
@@ -106,6 +112,11 @@ def _explain(err) -> list[tuple[tuple, str]]:
     path = tuple(err.absolute_path)
     if err.validator == "allOf" or err.validator == "$ref":
         return [m for sub in err.context for m in _explain(sub)] or [(path, err.message)]
+    if err.validator in ("oneOf", "anyOf") and err.context:
+        # e.g. a path or null: the branch that says more than "wrong type" explains it
+        subs = [m for sub in err.context if sub.validator != "type" for m in _explain(sub)]
+        return subs or [(path, f"{err.instance!r} has the wrong type; expected "
+                               + " or ".join(str(sub.validator_value) for sub in err.context))]
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         allowed = sorted(err.schema.get("properties", {}))
         extra = [k for k in err.instance if k not in err.schema.get("properties", {})]
@@ -117,6 +128,11 @@ def _explain(err) -> list[tuple[tuple, str]]:
     if err.validator == "enum":
         return [(path, f"{err.instance!r} is not allowed; use one of: "
                        + ", ".join(map(repr, err.validator_value)))]
+    if err.validator == "pattern" and err.schema.get("title") == "path":
+        bad = sorted({c for c in str(err.instance) if not re.fullmatch(err.validator_value, c)})
+        return [(path, f"{err.instance!r} holds {', '.join(map(repr, bad))}: a path here may not "
+                       "hold shell metacharacters, quotes, braces or control characters "
+                       "(newlines, tabs); rename the folder")]
     if err.validator == "type":
         want = err.validator_value
         want = " or ".join(want) if isinstance(want, list) else want
@@ -134,6 +150,34 @@ def _format(errors: list[tuple[tuple, str]], source: str, text: str | None) -> s
     if len(errors) > _MAX_ERRORS:
         lines.append(f"  ... and {len(errors) - _MAX_ERRORS} more")
     return "\n".join(lines)
+
+
+def duplicate_keys(text: str) -> list[str]:
+    """'KEY.PATH: written twice, line A and line B' for every key repeated in one YAML mapping."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return []  # safe_load reported (or will report) the syntax error with its line
+    out: list[str] = []
+
+    def walk(node, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                name = getattr(key, "value", None)
+                if isinstance(name, str) and name != "<<":
+                    line = key.start_mark.line + 1
+                    if name in first:
+                        out.append(f"{key_path(path + (name,))} (line {line}): written twice, first "
+                                   f"at line {first[name]}; keep one")
+                    first.setdefault(name, line)
+                walk(value, path + (name,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, path + (i,))
+
+    walk(root, ())
+    return out
 
 
 def key_path(path: tuple) -> str:
@@ -181,7 +225,7 @@ def _registry():
 
 def semantic_errors(cfg: dict) -> list[tuple[tuple, str]]:
     """Cross-reference checks a schema cannot express. Assumes the schema passed."""
-    errs: list[tuple[tuple, str]] = []
+    errs: list[tuple[tuple, str]] = list(_non_finite(cfg, ()))
     pre, fin, ev = cfg["pretrain"], cfg["finetune"], cfg["evaluate"]
     datasets = cfg["data"]["datasets"]
 
@@ -230,6 +274,18 @@ def semantic_errors(cfg: dict) -> list[tuple[tuple, str]]:
                                  f"stage {stage!r} of model {key!r}; add pretrained.official."
                                  f"{key}.{stage}: PATH.pth or set models.{key}.enabled: false"))
     return errs
+
+
+def _non_finite(node: Any, path: tuple):
+    """(path, message) for every NaN or infinite number (YAML's .nan/.inf pass a 'number' type)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        yield path, f"{node!r} is not a finite number; use a finite value"
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _non_finite(value, path + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _non_finite(value, path + (i,))
 
 
 def _model_errors(cfg, key, model, registry, known) -> list[tuple[tuple, str]]:
@@ -399,20 +455,3 @@ def rule_log(cfg: dict, rule: str, *parts: str) -> str:
     """Log of one rule's job: `logs/<run>/<rule>/<part>/.../<last part>.log` (the shape `_log`
     in workflow/rules/common.smk gives every rule, e.g. evaluate/<model>/<job>/<split>.log)."""
     return "/".join(("logs", cfg["run"], rule, *parts)) + ".log"
-
-
-def table_inputs(cfg: dict, table: int) -> list[str]:
-    """The result files Table `table` (1..12) is made from, in this run's layout: exactly the
-    files the report reads for it. The map lives in mplug.report.mapping (CELLS: published cell
-    -> evaluation job, split, metric keys); this only resolves it, so the DAG and the report
-    cannot disagree."""
-    from mplug.report.mapping import table_files  # the report's map imports this module
-
-    return table_files(cfg, table)
-
-
-def figure_inputs(cfg: dict) -> list[str]:
-    """Figures 1, 3, 4 come from the fusion benchmark."""
-    from mplug.report.mapping import figure_files
-
-    return figure_files(cfg)

@@ -21,3 +21,13 @@ class CheckpointError(MplugError):
 
 class DownloadError(MplugError):
     """A download failed after its retries, or its checksum does not match."""
+
+
+class OutputError(MplugError):
+    """An output cannot be written: the disk is full, read-only, or the folder not writable."""
+
+    exit_code = 74  # EX_IOERR: the input was fine, the machine's storage was not
+
+
+class RunLockedError(MplugError):
+    """Another process holds the lock of a training run folder (`--out`)."""

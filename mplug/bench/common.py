@@ -55,19 +55,6 @@ def synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(fn: Callable[[], Any], device, warmup: int = 1, repeats: int = 3) -> Timing:
-    """Run `fn` `warmup` times untimed, then `repeats` times timed (device-synchronised)."""
-    if repeats < 1:
-        raise ConfigError(f"repeats={repeats}: must be >= 1")
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        times.append(_timed(fn, device))
-    return Timing(times)
-
-
 def _timed(fn: Callable[[], Any], device) -> float:
     start = time.perf_counter()
     fn()

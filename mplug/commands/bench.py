@@ -1,4 +1,4 @@
-"""`mplug bench {fusion,train,generate,retrieval} [--quick] [options] --json PATH`.
+"""`mplug bench {fusion,train,generate,retrieval,video} [--quick] [options] --json PATH`.
 
 Each prints its table (with the hardware it ran on) and writes PATH atomically. `--quick` gives
 CI shapes (under 2 minutes each on a CPU); every shape option overrides the defaults of either
@@ -94,6 +94,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default fp32")
     p.set_defaults(func=_retrieval)
 
+    p = sub.add_parser("video", help="video decoding: frames decoded per second (PyAV, seeking)")
+    _common(p)
+    p.add_argument("--width", type=int, help="frame width (default 320; quick 160)")
+    p.add_argument("--height", type=int, help="frame height (default 240; quick 120)")
+    p.add_argument("--frames", type=int, help="video length in frames (default 300; quick 90)")
+    p.add_argument("--num-frames", type=int, help="frames sampled per video (default 8)")
+    p.add_argument("--videos", type=int, help="decodes per timed repeat (default 4; quick 2)")
+    p.set_defaults(func=_video)
+
 
 def _options(cls, args: argparse.Namespace, names: list[str]):
     kw: dict[str, Any] = {n: getattr(args, n, None) for n in names + ["threads", "repeats"]}
@@ -144,3 +153,10 @@ def _retrieval(args: argparse.Namespace) -> int:
     opts = _options(RetrievalBenchOptions, args, ["models", "k", "images", "n_visual", "n_text",
                                                   "chunk", "width", "dtype"])
     return _finish(args, run_retrieval(opts), summary)
+
+
+def _video(args: argparse.Namespace) -> int:
+    from mplug.bench.video import VideoBenchOptions, run_video, summary
+
+    opts = _options(VideoBenchOptions, args, ["width", "height", "frames", "num_frames", "videos"])
+    return _finish(args, run_video(opts), summary)

@@ -43,6 +43,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, help="video tasks: frames sampled per video")
     parser.add_argument("--bins", type=int, help="grounding: coordinate bins (default: the "
                         "checkpoint's training summary.json, else the model config's 337)")
+    parser.add_argument("--ci-resamples", type=int, help="bootstrap resamples of the 95%% "
+                        "intervals stored as metrics.ci95 (default 1000; 0: none)")
+    parser.add_argument("--ci-seed", type=int, help="seed of the bootstrap (default 0)")
     parser.set_defaults(func=run)
 
 
@@ -100,7 +103,8 @@ def settings_from(args: argparse.Namespace, cfg: dict):
     prefix = {"vqa": "vqa", "video_caption": "video_caption", "caption": "caption",
               "nocaps": "caption"}.get(args.task)
     over = {"model": args.model, "batch_size": args.batch_size, "device": args.device,
-            "limit": args.limit, "k_test": args.k_test}
+            "limit": args.limit, "k_test": args.k_test, "ci_resamples": args.ci_resamples,
+            "ci_seed": args.ci_seed}
     if prefix:
         over.update({f"{prefix}_beam": args.beam, f"{prefix}_max_length": args.max_length,
                      f"{prefix}_min_length": args.min_length})
@@ -145,10 +149,14 @@ def _eval_entry(cfg: dict, args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from pathlib import Path
+
     from mplug.eval.run import evaluate
+    from mplug.utils.io import ensure_writable_dir
 
     cfg = _load_config(args.config)
     settings = settings_from(args, cfg)
+    ensure_writable_dir(Path(args.out).parent)  # before the evaluation, not after it
     result = evaluate(args.task, args.checkpoint, args.data, args.split, args.out, settings,
                       tokenizer=args.tokenizer, dataset=args.dataset, config=cfg or None)
     print(json.dumps({"task": result["task"], "split": result["split"],

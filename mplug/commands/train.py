@@ -44,6 +44,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     fin.add_argument("--init", default=None, help="starting weights: a pretrain stage's or another "
                      "job's model.safetensors, or a converted official checkpoint")
     _common(fin)
+    for p in (pre, fin):
+        p.add_argument("--allow-partial-init", action="store_true",
+                       help="train even when --init covers only part of the backbone (visual, text "
+                            "and fusion encoders); by default that is an error")
     fin.set_defaults(func=_run, clip=None, bert=None)
 
 
@@ -52,6 +56,7 @@ def _run(args: argparse.Namespace) -> int:
 
     summary = train(args.kind, args.task, args.config, args.model, args.stage, args.data, args.out,
                     init=args.init, resume=args.resume, clip=args.clip, bert=args.bert,
-                    max_steps=args.max_steps, tokenizer=args.tokenizer)
+                    max_steps=args.max_steps, tokenizer=args.tokenizer,
+                    allow_partial_init=args.allow_partial_init)
     print(f"trained {summary['steps']} steps in {summary['wall_seconds']} s -> {args.out}/model.safetensors")
     return 0

@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from mplug.data import formats
+from mplug.data.images import open_rgb
 from mplug.data.transforms import TransformConfig, build_transform, resize_pad
 from mplug.errors import DataError
 from mplug.utils.logging import get_logger
@@ -105,14 +106,13 @@ class TaskDataset(Dataset):
         return len(self.items)
 
     def load_image(self, rel: str):
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
 
         path = formats.resolve_path(self.root, rel)
         try:
             if path.stat().st_size == 0:
                 raise BadSample(f"{path}: zero-byte image")
-            with Image.open(path) as im:
-                return im.convert("RGB")
+            return open_rgb(path)
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
             raise BadSample(f"{path}: {type(err).__name__}: {err}") from None
 
@@ -452,7 +452,6 @@ class PretrainShardDataset(IterableDataset):
         import io
 
         import webdataset as wds
-        from PIL import Image
 
         for s in shard_ids:
             for n, sample in enumerate(wds.WebDataset([str(self.shards[s])], shardshuffle=False,
@@ -462,8 +461,7 @@ class PretrainShardDataset(IterableDataset):
                 try:
                     if not img_bytes:
                         raise OSError("no image member")
-                    with Image.open(io.BytesIO(img_bytes)) as im:
-                        img = im.convert("RGB")
+                    img = open_rgb(io.BytesIO(img_bytes))
                     caption = (sample.get("txt") or b"").decode("utf-8").strip()
                     if not caption:
                         raise ValueError("empty caption")

@@ -12,6 +12,7 @@ Checksums: a pinned sha256/md5 is checked; otherwise the sha256 is recorded in `
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import http.client
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 from mplug.errors import DownloadError
-from mplug.utils.io import atomic_write_text
+from mplug.utils.io import WRITE_ERRNOS, atomic_write_text
 from mplug.utils.logging import get_logger
 
 log = get_logger("mplug.data.download")
@@ -58,6 +59,15 @@ class DownloadTimeoutError(DownloadError):
 
 class ServerError(DownloadError):
     """HTTP 5xx / 429 or a refused connection on every try."""
+
+
+class WrongContentError(DownloadError):
+    """The server answered with something that is not the file (an HTML page, another size).
+    Nothing of that answer is kept and no checksum is recorded from it. Not retried."""
+
+
+class DiskFullError(DownloadError):
+    """Writing the .part failed: the disk is full or read-only (the bytes so far are kept)."""
 
 
 class _Retry(Exception):
@@ -140,17 +150,21 @@ def _checksum_problem(path: Path, sha256: str | None, md5: str | None, progress:
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, md5: str | None = None,
              size: int | None = None, retries: int = 5, backoff: float = 1.0, max_backoff: float = 60.0,
              timeout: float = 60.0, progress: bool = True, lock: bool = True,
-             verify_existing: bool = True, record: bool = True) -> Path:
+             verify_existing: bool = True, record: bool = True, max_attempts: int = 100,
+             max_time: float = 6 * 3600.0) -> Path:
     """Fetch `url` to `dest` and return `dest`.
 
     `sha256`/`md5`: pinned checksums; without `sha256` the one recorded in `<dest>.sha256` is used,
-    or recorded after this download. `size`: expected bytes, used for a free-space check and a
-    warning (Content-Length is what is enforced). `retries`: consecutive failed attempts that made
-    no progress before giving up (an attempt that got bytes resets the count, so a flaky link
-    still finishes a large file). `backoff`: first wait in seconds, doubled per failure up to
-    `max_backoff`. `timeout`: seconds of silence (connect or read) before an attempt fails.
-    `verify_existing`: re-hash a `dest` that already exists instead of trusting it.
-    `record`: write `<dest>.sha256` after a first download without a pinned sha256.
+    or recorded after this download. `size`: the bytes the source declares: a free-space check,
+    and a server announcing or sending another size is refused (WrongContentError). An HTML
+    answer (Content-Type text/html) for a file not named .html is refused too: an error or login
+    page is never saved nor hashed. `retries`: consecutive failed attempts that made no progress
+    before giving up; progress means the .part grew past its largest size so far (a server that
+    ignores Range and restarts at byte 0 makes none). `max_attempts` / `max_time` (seconds):
+    bounds on all attempts together, progress or not. `backoff`: first wait in seconds, doubled
+    per failure up to `max_backoff`. `timeout`: seconds of silence (connect or read) before an
+    attempt fails. `verify_existing`: re-hash a `dest` that already exists instead of trusting
+    it. `record`: write `<dest>.sha256` after a first download without a pinned sha256.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +183,15 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, md
         part = part_path(dest)
         _check_space(dest, size, part)
         _fetch_with_retries(url, part, retries=retries, backoff=backoff, max_backoff=max_backoff,
-                            timeout=timeout, progress=progress)
+                            timeout=timeout, progress=progress, size=size, max_attempts=max_attempts,
+                            max_time=max_time)
+        got = part.stat().st_size
+        if size is not None and got != size:
+            os.replace(part, bad_path(dest))  # checked before any checksum is recorded from it
+            raise WrongContentError(f"{url}: got {got:,} bytes but the source declares {size:,}; "
+                                    f"moved to {bad_path(dest)} (nothing recorded). Delete it and "
+                                    "rerun; if the host changed the file, update its size in "
+                                    "mplug/data/sources.py")
         problem, actual = _checksum_problem(part, expected_sha, md5, progress)
         if problem:
             os.replace(part, bad_path(dest))  # never leave the bad bytes under the real name
@@ -178,8 +200,6 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, md
                 f"have changed the file or the transfer was corrupted: delete it and rerun, and if the new "
                 f"file is intended, delete {record_path(dest)} (recorded checksum) or update the pinned one "
                 f"in mplug/data/sources.py")
-        if size is not None and part.stat().st_size != size:
-            log.warning("%s: %d bytes, the reference gives %d", dest.name, part.stat().st_size, size)
         with open(part, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(part, dest)
@@ -199,26 +219,42 @@ def _check_space(dest: Path, size: int | None, part: Path) -> None:
                             f"{dest.parent}; free some space or use --dest on a larger disk")
 
 
+def _size(part: Path) -> int:
+    return part.stat().st_size if part.exists() else 0
+
+
 def _fetch_with_retries(url: str, part: Path, *, retries: int, backoff: float, max_backoff: float,
-                        timeout: float, progress: bool) -> None:
+                        timeout: float, progress: bool, size: int | None = None,
+                        max_attempts: int = 100, max_time: float = 6 * 3600.0) -> None:
     tries_left = retries
+    high_water = _size(part)  # progress = bytes past the largest .part so far, not bytes received
+    deadline = time.monotonic() + max_time
+    attempts = 0
     while True:
+        attempts += 1
         try:
-            _fetch_once(url, part, timeout=timeout, progress=progress)
+            _fetch_once(url, part, timeout=timeout, progress=progress, size=size)
             return
         except _Retry as err:
-            if err.progressed:  # bytes arrived: the link works, so the retry budget starts again
-                tries_left = retries
-            got = part.stat().st_size if part.exists() else 0
+            got = _size(part)
+            if got > high_water:  # the link works: the budget of attempts without progress restarts
+                tries_left, high_water = retries, got
+            why = None
             if tries_left == 0:
+                why = f"gave up after {retries} retries without progress"
+            elif attempts >= max_attempts:
+                why = f"gave up after {attempts} attempts (--max-attempts)"
+            elif time.monotonic() >= deadline:
+                why = f"gave up after {max_time:g} s (--max-time)"
+            if why:
                 raise _FINAL[err.kind](
-                    f"{url}: {err.detail}; gave up after {retries} retries with {got:,} bytes in {part} "
+                    f"{url}: {err.detail}; {why}, with {got:,} bytes in {part} "
                     f"(rerun the same command to resume from there)") from None
             tries_left -= 1
             n = retries - tries_left
             wait = min(max_backoff, backoff * 2 ** (n - 1)) * (1 + 0.1 * random.random())
             log.warning("%s: %s; retry %d/%d in %.1f s (%d bytes kept)", url, err.detail, n, retries, wait, got)
-            time.sleep(wait)
+            time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
 
 
 def _open(url: str, offset: int, timeout: float):
@@ -258,7 +294,31 @@ class _RangeNotSatisfiable:
         self.total = int(m.group(1)) if m else None
 
 
-def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool) -> None:
+def _check_content(url: str, part: Path, resp, total: int | None, size: int | None) -> None:
+    """Refuse an answer that is not the file, before a byte of it is written."""
+    ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if ctype in ("text/html", "application/xhtml+xml") and not part.name[:-5].lower().endswith((".html", ".htm")):
+        raise WrongContentError(f"{url}: the server answered with an HTML page (Content-Type {ctype}), "
+                                f"not the file: an error, login or moved-file page. Nothing was saved "
+                                "and no checksum recorded; check the link in a browser, then rerun")
+    if size is not None and total is not None and total != size:
+        raise WrongContentError(f"{url}: the server announces {total:,} bytes but the source declares "
+                                f"{size:,}; nothing was saved. If the host changed the file, update its "
+                                "size in mplug/data/sources.py, then rerun")
+
+
+def _write(fh, block: bytes, part: Path, done: int) -> None:
+    try:
+        fh.write(block)
+    except OSError as err:
+        if err.errno in WRITE_ERRNOS:  # not a dropped connection: retrying cannot help
+            raise DiskFullError(f"{part}: cannot write ({err.strerror}, {errno.errorcode.get(err.errno)}) "
+                                f"after {done:,} bytes; free space on {part.parent} (or use --dest on "
+                                "another disk) and rerun to resume") from None
+        raise
+
+
+def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool, size: int | None = None) -> None:
     offset = part.stat().st_size if part.exists() else 0
     resp = _open(url, offset, timeout)
     if isinstance(resp, _RangeNotSatisfiable):
@@ -272,8 +332,9 @@ def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool) -> None
         if offset and resp.status == 206:
             m = re.match(r"bytes (\d+)-\d+/(\d+|\*)", resp.headers.get("Content-Range", ""))
             if not m or int(m.group(1)) != offset:
+                part.unlink()  # else every rerun sends the same Range and gets the same wrong answer
                 raise _Retry("dropped", f"server answered a Range request for byte {offset} with "
-                                        f"{resp.headers.get('Content-Range')!r}; restarting")
+                                        f"{resp.headers.get('Content-Range')!r}; restarting from byte 0")
             total = int(m.group(2)) if m.group(2) != "*" else (offset + length if length is not None else None)
             mode = "ab"
         else:
@@ -281,6 +342,7 @@ def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool) -> None
                 log.info("%s: server ignored the Range request; starting again from byte 0", url)
             offset, mode = 0, "wb"
             total = length
+        _check_content(url, part, resp, total, size)
         got = 0
         with open(part, mode) as fh, _bar(total, part.name[:-5], progress, initial=offset) as bar:
             try:
@@ -288,7 +350,7 @@ def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool) -> None
                     block = resp.read1(CHUNK)  # read1: keep what arrived before a stall
                     if not block:
                         break
-                    fh.write(block)
+                    _write(fh, block, part, offset + got)
                     got += len(block)
                     bar.update(len(block))
             except (TimeoutError, socket.timeout):
@@ -322,7 +384,7 @@ def missing_manual(source, root: Path) -> list[str]:
 def download_source(name: str, dest: str | os.PathLike, *, include_optional: bool = False,
                     retries: int = 5, backoff: float = 1.0, timeout: float = 60.0, progress: bool = True,
                     ignore_pinned: bool = False, images: bool = True, processes: int = 16,
-                    threads: int = 64) -> dict:
+                    threads: int = 64, max_attempts: int = 100, max_time: float = 6 * 3600.0) -> dict:
     """Fetch every file of source `name` into `dest/<name>/`, extract archives, check manual files,
     run img2dataset for web-scale sets; write `dest/<name>/download.json` last and return it."""
     from mplug.data.archives import extract
@@ -337,8 +399,9 @@ def download_source(name: str, dest: str | os.PathLike, *, include_optional: boo
         if spec.optional and not include_optional:
             continue
         path = download(spec.url, root / spec.name, None if ignore_pinned else spec.sha256,
-                        md5=None if ignore_pinned else spec.md5, size=spec.size, retries=retries,
-                        backoff=backoff, timeout=timeout, progress=progress)
+                        md5=None if ignore_pinned else spec.md5, size=None if ignore_pinned else spec.size,
+                        retries=retries, backoff=backoff, timeout=timeout, progress=progress,
+                        max_attempts=max_attempts, max_time=max_time)
         entry = {"name": spec.name, "url": spec.url, "bytes": path.stat().st_size,
                  "sha256": spec.sha256 if spec.sha256 and not ignore_pinned else read_record(path),
                  "pinned": spec.pinned and not ignore_pinned}
@@ -434,9 +497,13 @@ def register_download(subparsers) -> None:
                    help="also fetch optional files (test2015 images, validation TSVs, ...)")
     p.add_argument("--retries", type=int, default=5, help="retries without progress before giving up")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds of silence before a retry")
+    p.add_argument("--max-attempts", type=int, default=100,
+                   help="attempts per file in all, with progress or not (default 100)")
+    p.add_argument("--max-time", type=float, default=6 * 3600.0,
+                   help="seconds per file in all before giving up (default 21600); rerun resumes")
     p.add_argument("--backoff", type=float, default=2.0, help="first retry wait in seconds (doubles)")
     p.add_argument("--ignore-pinned", action="store_true",
-                   help="do not enforce pinned third-party checksums (record them instead)")
+                   help="do not enforce pinned third-party checksums and sizes (record them instead)")
     p.add_argument("--no-images", dest="images", action="store_false",
                    help="web-scale sets: fetch the URL list only, print the img2dataset command")
     p.add_argument("--processes", type=int, default=16, help="img2dataset processes")
@@ -456,6 +523,7 @@ def _cmd_download(args) -> int:
     manifest = download_source(args.dataset, args.dest, include_optional=args.include_optional,
                                retries=args.retries, backoff=args.backoff, timeout=args.timeout,
                                progress=args.progress, ignore_pinned=args.ignore_pinned, images=args.images,
-                               processes=args.processes, threads=args.threads)
+                               processes=args.processes, threads=args.threads,
+                               max_attempts=args.max_attempts, max_time=args.max_time)
     print(f"{args.dataset}: {len(manifest['files'])} file(s) in {Path(args.dest) / args.dataset}")
     return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from mplug.errors import DataError
-from mplug.utils.io import atomic_write_json, atomic_write_text
+from mplug.utils.io import atomic_write_json, atomic_write_text, iter_utf8_lines
 
 FORMAT_VERSION = 1
 
@@ -230,20 +230,19 @@ def iter_records(path: str | os.PathLike, task: str) -> Iterator[dict]:
     schema = get_schema(task)
     if not path.is_file():
         raise DataError(f"{path}: annotation file not found")
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({err.msg} at column {err.colno}); "
-                                f"fix or regenerate the file") from None
-            bad = validate_record(rec, schema)
-            if bad:
-                raise DataError(f"{path}:{lineno}: field '{bad[0]}' {bad[1]} "
-                                f"(schema '{schema.task}', see mplug/data/README.md)")
-            yield rec
+    for lineno, line in iter_utf8_lines(path, DataError):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{lineno}: invalid JSON ({err.msg} at column {err.colno}); "
+                            f"fix or regenerate the file") from None
+        bad = validate_record(rec, schema)
+        if bad:
+            raise DataError(f"{path}:{lineno}: field '{bad[0]}' {bad[1]} "
+                            f"(schema '{schema.task}', see mplug/data/README.md)")
+        yield rec
 
 
 def read_records(path: str | os.PathLike, task: str) -> list[dict]:

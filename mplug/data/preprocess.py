@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 
 from mplug.data import formats
 from mplug.errors import DataError
+from mplug.utils.io import iter_utf8_lines, read_utf8
 from mplug.utils.logging import get_logger
 
 log = get_logger("mplug.data.preprocess")
@@ -27,7 +28,8 @@ log = get_logger("mplug.data.preprocess")
 class MediaChecker:
     """Checks media files once each and counts failures by reason.
 
-    mode `verify` opens images with PIL and runs `verify()` (catches truncated/corrupt files);
+    mode `verify` opens images with PIL, runs `verify()` and decodes them the way the loaders do
+    (mplug/data/images.py: truncated files, decompression bombs);
     `exists` only checks presence and non-zero size; `none` trusts the annotation. Videos are
     never decoded here (too slow for a preprocessing pass); the loaders count undecodable ones.
     """
@@ -56,9 +58,12 @@ class MediaChecker:
         if self.mode == "verify" and not video and path.is_file():
             from PIL import Image
 
+            from mplug.data.images import open_rgb
+
             try:
                 with Image.open(path) as im:
-                    im.verify()
+                    im.verify()  # structure and checksums (a PNG's CRCs)
+                open_rgb(path)  # and the pixels: verify() passes a JPEG cut mid-scan
             except Exception:  # PIL raises many types for corrupt data: all mean "unusable"
                 self.failures["corrupt"] += 1
                 return False
@@ -110,28 +115,24 @@ class Ctx:
 def load_json(path: Path) -> Any:
     """Parse a raw JSON file; a syntax error names file, line and column."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        return json.loads(read_utf8(path, DataError))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:{err.lineno}:{err.colno}: malformed JSON ({err.msg}); download it again") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err}); download it again") from None
 
 
 def load_jsonl(path: Path) -> list[tuple[int, dict]]:
     """(line number, object) for each non-blank line; a bad line names file and line."""
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: malformed JSON line ({err.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            out.append((lineno, obj))
+    for lineno, line in iter_utf8_lines(path, DataError):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{lineno}: malformed JSON line ({err.msg})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        out.append((lineno, obj))
     return out
 
 

@@ -4,11 +4,13 @@ loader's job, which counts undecodable ones)."""
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from mplug.data import formats
 from mplug.data.preprocess import Ctx, MediaChecker, Split, finish, get, keep, load_json, load_jsonl, rel
 from mplug.errors import DataError
+from mplug.utils.io import read_utf8
 
 
 def _video(folder: Path, video_id: str, exts: tuple[str, ...] = (".mp4",)) -> Path:
@@ -23,7 +25,7 @@ def msrvtt_retrieval(ctx: Ctx) -> dict:
     path = ctx.need("msrvtt", "msrvtt_data/MSRVTT_JSFUSION_test.csv")
     videos = ctx.src / "msrvtt" / "MSRVTT" / "videos" / "all"
     folder, checker, split = ctx.out / "msrvtt_retrieval", MediaChecker(ctx.check), Split()
-    with open(path, newline="", encoding="utf-8") as fh:
+    with io.StringIO(read_utf8(path, DataError), newline="") as fh:
         reader = csv.DictReader(fh)
         missing = {"key", "video_id", "sentence"} - set(reader.fieldnames or ())
         if missing:

@@ -22,6 +22,9 @@ from mplug.data import formats, vocab, world
 from mplug.data import world_text as T
 from mplug.errors import DataError
 from mplug.utils.io import atomic_write_json, atomic_write_text, sha256_file
+from mplug.utils.logging import get_logger
+
+log = get_logger("mplug.data.synth")
 
 GENERATOR = "mplug-synth-1"
 
@@ -469,25 +472,34 @@ def gen_video_caption(c: Ctx, s: Scale, train_caps: list[str]) -> Out:
 # Orchestration
 
 
+FILE_LIST = ".synth-files"  # every file synth wrote, relative to the world (the only ones it may delete)
+
+
 def generate(out: str | os.PathLike, seed: int = 0, scale: str = "tiny", progress: bool = True) -> dict:
     """Write the synthetic world to `out` (replacing a previous synthetic world there) and
-    return the manifest. Refuses to overwrite a non-empty folder that is not a synthetic world."""
+    return the manifest. Refuses to overwrite a non-empty folder that is not a synthetic world,
+    and a world holding files synth did not write (they would be deleted with it)."""
     from tqdm import tqdm
 
     if scale not in SCALES:
         raise DataError(f"unknown scale '{scale}'; choose one of {sorted(SCALES)}")
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").is_file() \
+            and not (out / FILE_LIST).is_file():
         raise DataError(f"{out}: exists, is not empty and holds no manifest.json; refusing to "
                         f"replace it. Choose another --out or remove it")
     s = SCALES[scale]
     t0 = time.perf_counter()
+    _remove_stale_stages(out)
     stage = out.parent / f".{out.name}.synth-tmp-{os.getpid()}"
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
     try:
         manifest = _generate_into(stage, seed, scale, s, tqdm, progress)
+        written = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
+        atomic_write_text(stage / FILE_LIST, "".join(f + "\n" for f in written + [FILE_LIST]))
+        _refuse_foreign_files(out, set(written) | {FILE_LIST})
         _swap_into_place(stage, out)
     finally:
         if stage.exists():
@@ -567,6 +579,42 @@ def _write_dataset(c: Ctx, o: Out) -> dict:
     return {"dir": c.name, "schema": spec.schema, "splits": splits, "files": extra_files,
             "images": c.n_images, "texts": o.n_texts, "chance": o.chance, "baselines": o.baselines,
             "notes": o.notes}
+
+
+def _remove_stale_stages(out: Path) -> None:
+    """Staging and trash folders of synth runs that were killed (their process is gone)."""
+    for prefix in (f".{out.name}.synth-tmp-", f".{out.name}.synth-old-"):
+        for folder in out.parent.glob(prefix + "*") if out.parent.is_dir() else ():
+            pid = folder.name[len(prefix):]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                log.info("removing %s, left by a synth run that was killed", folder)
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _refuse_foreign_files(out: Path, new: set[str]) -> None:
+    """Replacing `out` deletes it: only if every file there is one synth wrote (listed in the old
+    world's FILE_LIST; a world without one, from an older synth, is compared with this one)."""
+    if not out.is_dir():
+        return
+    listed = out / FILE_LIST
+    ours = set(listed.read_text(encoding="utf-8").split("\n")) if listed.is_file() else new
+    foreign = sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                     if p.is_file() and str(p.relative_to(out)) not in ours)
+    if foreign:
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        raise DataError(f"{out}: holds files synth did not write ({', '.join(foreign[:5])}{more}); "
+                        "replacing the world would delete them. Move them elsewhere or choose "
+                        "another --out; nothing was changed")
 
 
 def _swap_into_place(stage: Path, out: Path) -> None:

@@ -1,4 +1,4 @@
-"""Video frames: uniform sampling and reading frame folders (or video files).
+"""Video frames: uniform sampling and reading frame folders or video files (PyAV).
 
 Official (mPLUG dataset/video_dataset.py, decord): `np.arange(0, vlen, vlen / num_frm)` frame
 indices, each frame resized to image_res x image_res. A video with fewer frames than asked
@@ -39,7 +39,7 @@ def read_frames(paths: list[Path], n: int, strict: bool = False) -> tuple[list[A
     Returns (frames, info) with info = {"vlen", "short": vlen < n, "bad_frames": count}.
     Raises BadVideo when no frame is readable, or (strict) when any sampled frame is not.
     """
-    from PIL import Image
+    from mplug.data.images import open_rgb
 
     idx = sample_indices(len(paths), n)
     frames: list[Any] = []
@@ -47,8 +47,7 @@ def read_frames(paths: list[Path], n: int, strict: bool = False) -> tuple[list[A
     for i in idx:
         if i not in cache:
             try:
-                with Image.open(paths[i]) as im:
-                    cache[i] = im.convert("RGB")
+                cache[i] = open_rgb(paths[i])
             except (OSError, ValueError) as err:
                 if strict:
                     raise BadVideo(f"unreadable frame {paths[i]}: {err}") from None
@@ -66,20 +65,63 @@ def read_frames(paths: list[Path], n: int, strict: bool = False) -> tuple[list[A
     return frames, {"vlen": len(paths), "short": len(paths) < n, "bad_frames": bad}
 
 
-def read_video_file(path: Path, n: int) -> tuple[list[Any], dict]:
-    """Decode a video file with torchvision.io (optional dependency on its video backend)."""
-    from PIL import Image
+def _frame_count(container, stream) -> int:
+    """Frames in the stream: the container's count, else duration x rate (some AVIs/MP4s
+    carry no count), else 0 (the caller then decodes sequentially)."""
+    if stream.frames:
+        return int(stream.frames)
+    rate = stream.average_rate or stream.guessed_rate
+    if rate and stream.duration and stream.time_base:
+        return int(round(float(stream.duration * stream.time_base * rate)))
+    if rate and container.duration:
+        return int(round(container.duration / 1_000_000 * float(rate)))
+    return 0
 
+
+def _seek_frame(container, stream, index: int, rate) -> Any:
+    """Decode frame `index` by seeking to the keyframe before it and decoding forward to its
+    timestamp (only the GOP up to the frame is decoded, not the whole video)."""
+    start = stream.start_time or 0
+    tick = 1 / rate / stream.time_base  # one frame's duration in pts units (a Fraction)
+    target = start + index * tick  # pts of frame `index`
+    container.seek(int(target), stream=stream, backward=True, any_frame=False)
+    last = None
+    for frame in container.decode(stream):
+        if frame.pts is None or frame.pts >= target - tick / 2:  # half a frame: pts rounding
+            return frame
+        last = frame
+    return last  # past the end (a count rounded up): the last frame
+
+
+def read_video_file(path: Path, n: int) -> tuple[list[Any], dict]:
+    """Decode n uniformly sampled frames of a video file with PyAV (FFmpeg), seeking to each
+    sampled frame instead of decoding the whole video (docs/benchmarks.md, `mplug bench video`).
+    Returns PIL RGB frames and info as `read_frames`."""
     try:
-        from torchvision.io import read_video
-        video, _, _ = read_video(str(path), pts_unit="sec", output_format="THWC")  # (T, H, W, 3)
-    except Exception as err:  # backend missing or file unreadable: both mean "bad video"
+        import av
+    except ImportError as err:
+        raise BadVideo(f"cannot decode {path}: PyAV is not installed ({err}); see requirements/lock.txt") from None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise BadVideo(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            vlen, rate = _frame_count(container, stream), stream.average_rate or stream.guessed_rate
+            if vlen and rate:
+                frames = [_seek_frame(container, stream, i, rate) for i in sample_indices(vlen, n)]
+            else:  # no count or rate to seek by: decode in order, then sample
+                frames = list(container.decode(stream))
+                vlen = len(frames)
+                frames = [frames[i] for i in sample_indices(vlen, n)]
+            if any(f is None for f in frames):
+                raise BadVideo(f"{path}: a sampled frame could not be decoded")
+            images = [f.to_image() for f in frames]  # PIL RGB
+    except BadVideo:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as err:
         raise BadVideo(f"cannot decode {path}: {err}") from None
-    if video.shape[0] == 0:
-        raise BadVideo(f"{path}: no frames decoded")
-    idx = sample_indices(int(video.shape[0]), n)
-    frames = [Image.fromarray(video[i].numpy()) for i in idx]
-    return frames, {"vlen": int(video.shape[0]), "short": video.shape[0] < n, "bad_frames": 0}
+    return images, {"vlen": vlen, "short": vlen < n, "bad_frames": 0}
 
 
 def load_video(rec: dict, dataset_dir: Path, n: int, strict: bool = False) -> tuple[list[Any], dict]:

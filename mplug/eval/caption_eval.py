@@ -141,13 +141,21 @@ def _spice(gts: Mapping, res: Mapping) -> tuple[float, list[float]]:
 
 
 # ---------------------------------------------------------------- corpus scores
+def _keep(per_image: dict | None, name: str, scores: Any) -> None:
+    if per_image is not None:
+        per_image[name] = [100.0 * float(x) for x in scores]
+
+
 def score_captions(references: Mapping[Any, Sequence[str]], predictions: Mapping[Any, str],
                    metrics: Sequence[str] = ("Bleu", "METEOR", "ROUGE_L", "CIDEr", "SPICE"),
-                   tokenized: bool = False) -> dict[str, Any]:
+                   tokenized: bool = False, per_image: dict | None = None) -> dict[str, Any]:
     """Corpus caption metrics x100 over the images in `references` (all must be predicted).
 
     Returns {"Bleu_1".."Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE"} for the requested
     `metrics`; an unavailable metric has value None and a reason under "unavailable".
+    `per_image`, when given, is filled with {metric: per-image scores x100 in `references` order}
+    for the metrics whose corpus score is their mean (ROUGE_L, CIDEr with the split's document
+    frequencies, SPICE): the unit of the bootstrap (mplug.eval.bootstrap).
     """
     missing = [k for k in references if k not in predictions]
     if missing:
@@ -177,16 +185,22 @@ def score_captions(references: Mapping[Any, Sequence[str]], predictions: Mapping
     if "ROUGE_L" in metrics:
         from pycocoevalcap.rouge.rouge import Rouge
 
-        out["ROUGE_L"] = 100.0 * float(Rouge().compute_score(gts, res)[0])
+        score, per = Rouge().compute_score(gts, res)
+        out["ROUGE_L"] = 100.0 * float(score)
+        _keep(per_image, "ROUGE_L", per)
     if "CIDEr" in metrics:
         from pycocoevalcap.cider.cider import Cider
 
-        out["CIDEr"] = 100.0 * float(Cider().compute_score(gts, res)[0])
+        score, per = Cider().compute_score(gts, res)
+        out["CIDEr"] = 100.0 * float(score)
+        _keep(per_image, "CIDEr", per)
     if "SPICE" in metrics:
         ok, reason = spice_status()
         if ok:
             try:
-                out["SPICE"] = 100.0 * _spice(gts, res)[0]
+                score, per = _spice(gts, res)
+                out["SPICE"] = 100.0 * score
+                _keep(per_image, "SPICE", per)
             except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as err:
                 out["SPICE"], unavailable["SPICE"] = None, f"SPICE failed: {err}"
         else:
@@ -198,7 +212,8 @@ def score_captions(references: Mapping[Any, Sequence[str]], predictions: Mapping
 
 def score_nocaps(references: Mapping[Any, Sequence[str]], predictions: Mapping[Any, str],
                  domains: Mapping[Any, str],
-                 metrics: Sequence[str] = ("CIDEr", "SPICE")) -> dict[str, Any]:
+                 metrics: Sequence[str] = ("CIDEr", "SPICE"),
+                 per_image: dict | None = None) -> dict[str, Any]:
     """NoCaps: metrics per in/near/out-of-domain and overall, each scored on its own subset (as
     the NoCaps evaluation server does, so CIDEr's document frequencies are per subset)."""
     result: dict[str, Any] = {}
@@ -207,7 +222,10 @@ def score_nocaps(references: Mapping[Any, Sequence[str]], predictions: Mapping[A
         ids = [k for k in references if dom == "overall" or domains.get(k) == dom]
         if not ids:
             continue
-        part = score_captions({k: references[k] for k in ids}, predictions, metrics)
+        per: dict | None = {} if per_image is not None else None
+        part = score_captions({k: references[k] for k in ids}, predictions, metrics, per_image=per)
+        for name, scores in (per or {}).items():
+            per_image[f"{dom}/{name}"] = scores
         for name in metrics:
             result[f"{dom}/{name}"] = part.get(name)
         for name, why in part.get("unavailable", {}).items():

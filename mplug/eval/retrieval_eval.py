@@ -28,24 +28,34 @@ def recall_at_k(scores_i2t: np.ndarray, scores_t2i: np.ndarray,
     img2txt[i] = the captions of image i. Keys match official itm_eval: txt_r1.. (TR),
     img_r1.. (IR), txt_r_mean, img_r_mean, r_mean.
     """
-    scores_i2t, scores_t2i = np.asarray(scores_i2t), np.asarray(scores_t2i)
-    n_img, n_txt = scores_i2t.shape
-    if scores_t2i.shape != (n_txt, n_img):
-        raise ValueError(f"scores_t2i has shape {scores_t2i.shape}, expected {(n_txt, n_img)}")
-    ranks = np.zeros(n_img)
-    for i, row in enumerate(scores_i2t):
-        order = np.argsort(row)[::-1]
-        ranks[i] = min(int(np.where(order == t)[0][0]) for t in img2txt[i])
-    out = _recalls(ranks, "txt")
-    ranks = np.zeros(n_txt)
-    for t, row in enumerate(scores_t2i):
-        order = np.argsort(row)[::-1]
-        ranks[t] = int(np.where(order == txt2img[t])[0][0])
-    out.update(_recalls(ranks, "img"))
+    txt_ranks, img_ranks = retrieval_ranks(scores_i2t, scores_t2i, txt2img, img2txt)
+    out = _recalls(txt_ranks, "txt")
+    out.update(_recalls(img_ranks, "img"))
     out["txt_r_mean"] = (out["txt_r1"] + out["txt_r5"] + out["txt_r10"]) / 3
     out["img_r_mean"] = (out["img_r1"] + out["img_r5"] + out["img_r10"]) / 3
     out["r_mean"] = (out["txt_r_mean"] + out["img_r_mean"]) / 2
     return out
+
+
+def retrieval_ranks(scores_i2t: np.ndarray, scores_t2i: np.ndarray,
+                    txt2img: Sequence[int] | Mapping[int, int],
+                    img2txt: Sequence[Sequence[int]] | Mapping[int, Sequence[int]]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query 0-based ranks: (N_img,) best rank of an image's captions (TR), (N_txt,) rank of
+    a caption's image (IR); the unit the recall@K bootstrap resamples (mplug.eval.bootstrap)."""
+    scores_i2t, scores_t2i = np.asarray(scores_i2t), np.asarray(scores_t2i)
+    n_img, n_txt = scores_i2t.shape
+    if scores_t2i.shape != (n_txt, n_img):
+        raise ValueError(f"scores_t2i has shape {scores_t2i.shape}, expected {(n_txt, n_img)}")
+    txt_ranks = np.zeros(n_img)
+    for i, row in enumerate(scores_i2t):
+        order = np.argsort(row)[::-1]
+        txt_ranks[i] = min(int(np.where(order == t)[0][0]) for t in img2txt[i])
+    img_ranks = np.zeros(n_txt)
+    for t, row in enumerate(scores_t2i):
+        order = np.argsort(row)[::-1]
+        img_ranks[t] = int(np.where(order == txt2img[t])[0][0])
+    return txt_ranks, img_ranks
 
 
 def two_stage_scores(sims: np.ndarray, k: int,

@@ -72,6 +72,8 @@ class EvalSettings:
                                        # default (captions 30, expressions 20), questions untruncated
     num_workers: int = 0               # DataLoader workers decoding images/frames
     caption_metrics: tuple[str, ...] = ("Bleu", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
+    ci_resamples: int = 1000           # bootstrap resamples of the 95% intervals (0: none)
+    ci_seed: int = 0                   # their seed (the intervals are deterministic for it)
 
     @classmethod
     def paper_caption(cls, **kw: Any) -> "EvalSettings":
@@ -189,9 +191,18 @@ def _prompt_ids(ctx: _Ctx, prompt: str, drop_last: bool):
 
 
 # ============================================================================ per task
+def _with_ci(metrics: dict, s: EvalSettings, unit: str, make: Callable[..., dict]) -> dict:
+    """Add `ci95: {metric: [lo, hi]}` (mplug.eval.bootstrap, resampling `unit`) to `metrics`."""
+    if s.ci_resamples > 0:
+        metrics["ci95"] = make(resamples=s.ci_resamples, seed=s.ci_seed)
+        metrics["ci_resamples"], metrics["ci_unit"] = s.ci_resamples, unit
+    return metrics
+
+
 def _run_vqa(ctx: _Ctx) -> tuple[dict, list]:
     from mplug.eval import vqa_server
-    from mplug.eval.vqa_eval import vqa_accuracy
+    from mplug.eval.bootstrap import vqa_ci
+    from mplug.eval.vqa_eval import question_accuracy, vqa_accuracy
 
     s, preds = ctx.settings, []
     for b in _batches(ctx, f"vqa {ctx.split}"):
@@ -207,11 +218,16 @@ def _run_vqa(ctx: _Ctx) -> tuple[dict, list]:
         raise DataError(f"{ctx.split}: {len(ctx.records) - len(answered)} questions have no answers "
                         "while others do; a split is either public or server-only")
     anns = {r["question_id"]: r for r in ctx.records}
-    res = vqa_accuracy({p["question_id"]: p["answer"] for p in preds}, anns)
-    return {"overall": res["overall"], "perAnswerType": res["perAnswerType"]}, preds
+    answers = {p["question_id"]: p["answer"] for p in preds}
+    res = vqa_accuracy(answers, anns)
+    per_q = [question_accuracy(answers[q], [a["answer"] if isinstance(a, dict) else a
+                                            for a in r["answers"]]) for q, r in anns.items()]
+    return _with_ci({"overall": res["overall"], "perAnswerType": res["perAnswerType"]}, s,
+                    "question", lambda **kw: vqa_ci(per_q, **kw)), preds
 
 
 def _run_caption(ctx: _Ctx) -> tuple[dict, list]:
+    from mplug.eval.bootstrap import caption_ci
     from mplug.eval.caption_eval import score_captions, score_nocaps
 
     s, video = ctx.settings, ctx.task == "video_caption"
@@ -232,18 +248,22 @@ def _run_caption(ctx: _Ctx) -> tuple[dict, list]:
     if not refs:
         return {"status": "no public references for this split",
                 "unavailable": {"CIDEr": "references are not public (server evaluation)"}}, preds
-    hyp = {p[key]: p["caption"] for p in preds}
+    hyp, per = {p[key]: p["caption"] for p in preds}, {}
     if ctx.task == "nocaps":
         doms = {r[key]: NOCAPS_DOMAIN.get(r["domain"], r["domain"]) for r in ctx.records}
-        return score_nocaps(refs, hyp, doms), preds
-    return score_captions(refs, hyp, metrics=s.caption_metrics), preds
+        metrics = score_nocaps(refs, hyp, doms, per_image=per)
+    else:
+        metrics = score_captions(refs, hyp, metrics=s.caption_metrics, per_image=per)
+    return _with_ci(metrics, s, key.removesuffix("_id"),
+                    lambda **kw: caption_ci(per, **kw)), preds
 
 
 def _run_retrieval(ctx: _Ctx) -> tuple[dict, list]:
     import numpy as np
     import torch
 
-    from mplug.eval.retrieval_eval import TOPK, recall_at_k, two_stage_scores
+    from mplug.eval.bootstrap import retrieval_ci
+    from mplug.eval.retrieval_eval import TOPK, recall_at_k, retrieval_ranks, two_stage_scores
 
     s, video, ds = ctx.settings, ctx.task == "video_retrieval", ctx.dataset
     k = s.k_test or TOPK["coco" if ctx.task == "retrieval_coco" else "flickr"]
@@ -282,6 +302,8 @@ def _run_retrieval(ctx: _Ctx) -> tuple[dict, list]:
 
     i2t, t2i = two_stage_scores(sims, k, itm, add_itc=video, progress=True)
     metrics = recall_at_k(i2t, t2i, ds.txt2img, ds.img2txt)
+    ranks = retrieval_ranks(i2t, t2i, ds.txt2img, ds.img2txt)
+    _with_ci(metrics, s, "query (per direction)", lambda **kw: retrieval_ci(*ranks, **kw))
     key = "video_id" if video else "image_id"
     preds = [{key: r[key], "top_texts": [int(t) for t in np.argsort(-i2t[i], kind="stable")[:10]]}
              for i, r in enumerate(ctx.records)]
@@ -293,7 +315,8 @@ def _run_grounding(ctx: _Ctx) -> tuple[dict, list]:
     import numpy as np
 
     from mplug.data.transforms import box_to_original
-    from mplug.eval.grounding_eval import cxcywh_to_xyxy, grounding_accuracy
+    from mplug.eval.bootstrap import grounding_ci
+    from mplug.eval.grounding_eval import box_iou, clamp_boxes, cxcywh_to_xyxy, grounding_accuracy
 
     preds, pred_n, gt_n = [], [], []
     for b in _batches(ctx, f"grounding {ctx.split}"):
@@ -305,23 +328,34 @@ def _run_grounding(ctx: _Ctx) -> tuple[dict, list]:
             preds.append({"ref_id": m["ref_id"], "box": [x, y, x + w, y + h],
                           "box_normalized": [float(c) for c in xyxy]})
     # official: IoU in the padded square after clamping the prediction to [0, 1]
-    return grounding_accuracy(np.concatenate(pred_n), np.concatenate(gt_n)), preds
+    pred_xyxy, gt_xyxy = np.concatenate(pred_n), np.concatenate(gt_n)
+    iou = box_iou(clamp_boxes(pred_xyxy), gt_xyxy)
+    return _with_ci(grounding_accuracy(pred_xyxy, gt_xyxy), ctx.settings, "expression",
+                    lambda **kw: grounding_ci(iou, **kw)), preds
 
 
 def _run_classify(ctx: _Ctx) -> tuple[dict, list]:
+    import numpy as np
+
     from mplug.eval.accuracy import accuracy
+    from mplug.eval.bootstrap import accuracy_ci
 
     preds, labels = [], []
     for b in _batches(ctx, f"{ctx.task} {ctx.split}"):
         out = ctx.model.predict(_inputs(b)).tolist()  # NLVR2 image: (B, 2, 3, H, W)
         labels += b["label"].tolist()  # SNLI-VE: contradiction 0, neutral 1, entailment 2
         preds += [{"pair_id": m["pair_id"], "prediction": int(p)} for m, p in zip(b["meta"], out)]
-    return {"accuracy": accuracy([p["prediction"] for p in preds], labels)}, preds
+    hits = np.array([p["prediction"] == g for p, g in zip(preds, labels)])
+    return _with_ci({"accuracy": accuracy([p["prediction"] for p in preds], labels)},
+                    ctx.settings, "pair", lambda **kw: accuracy_ci(hits, **kw)), preds
 
 
 def _run_video_qa(ctx: _Ctx) -> tuple[dict, list]:
+    import numpy as np
+
     from mplug.data.formats import read_answer_list
     from mplug.eval.accuracy import accuracy
+    from mplug.eval.bootstrap import accuracy_ci
 
     s = ctx.settings
     answers = read_answer_list(ctx.dataset.root / "answer_list.json")
@@ -332,8 +366,11 @@ def _run_video_qa(ctx: _Ctx) -> tuple[dict, list]:
         best = idx.gather(1, prob.argmax(dim=1, keepdim=True)).squeeze(1).tolist()
         preds += [{"question_id": m["question_id"], "answer": answers[i]}
                   for m, i in zip(b["meta"], best)]
-    acc = accuracy([p["answer"] for p in preds], [r["answer"] for r in ctx.records])
-    return {"accuracy": acc, "n_answers": len(answers)}, preds
+    gold = [r["answer"] for r in ctx.records]
+    acc = accuracy([p["answer"] for p in preds], gold)
+    hits = np.array([p["answer"] == g for p, g in zip(preds, gold)])
+    return _with_ci({"accuracy": acc, "n_answers": len(answers)}, s, "question",
+                    lambda **kw: accuracy_ci(hits, **kw)), preds
 
 
 RUNNERS: dict[str, Callable[[_Ctx], tuple[dict, list]]] = {

@@ -99,12 +99,25 @@ def load_vqa(pred_path, questions_path, annotations_path) -> tuple[dict, dict]:
     return preds, anns
 
 
-def score_vqa_files(pred_path, questions_path, annotations_path) -> dict:
-    from mplug.eval.vqa_eval import vqa_accuracy
+def _add_ci(out: dict, ci: dict, unit: str, resamples: int) -> dict:
+    if resamples > 0:
+        out.update(ci95=ci, ci_resamples=resamples, ci_unit=unit)
+    return out
+
+
+def score_vqa_files(pred_path, questions_path, annotations_path, resamples: int = 1000,
+                    seed: int = 0) -> dict:
+    from mplug.eval.bootstrap import vqa_ci
+    from mplug.eval.vqa_eval import question_accuracy, vqa_accuracy
 
     preds, anns = load_vqa(pred_path, questions_path, annotations_path)
     res = vqa_accuracy(preds, anns)
-    return {"overall": res["overall"], "perAnswerType": res["perAnswerType"]}
+    out = {"overall": res["overall"], "perAnswerType": res["perAnswerType"]}
+    if resamples <= 0:
+        return out
+    per_q = [question_accuracy(preds[q], [a["answer"] for a in ann["answers"]])
+             for q, ann in anns.items()]
+    return _add_ci(out, vqa_ci(per_q, resamples, seed), "question", resamples)
 
 
 # ---------------------------------------------------------------- captions
@@ -142,15 +155,19 @@ def load_captions(pred_path, refs_path) -> tuple[dict, dict, dict]:
     return refs, preds, domains
 
 
-def score_caption_files(pred_path, refs_path) -> dict:
+def score_caption_files(pred_path, refs_path, resamples: int = 1000, seed: int = 0) -> dict:
+    from mplug.eval.bootstrap import caption_ci
     from mplug.eval.caption_eval import score_captions, score_nocaps
 
     refs, preds, domains = load_captions(pred_path, refs_path)
-    out = score_captions(refs, preds)
+    per: dict = {}
+    out = score_captions(refs, preds, per_image=per)
     if domains:
-        nocaps = score_nocaps(refs, preds, domains)
+        nocaps = score_nocaps(refs, preds, domains, per_image=per)
         out["nocaps"] = {k: v for k, v in nocaps.items() if k != "unavailable"}
-    return out
+    if resamples <= 0:
+        return out
+    return _add_ci(out, caption_ci(per, resamples, seed), "image", resamples)
 
 
 # ---------------------------------------------------------------- grounding
@@ -191,7 +208,7 @@ def _grounding_records(obj: Any, path: Any) -> dict[str, dict]:
     return out
 
 
-def score_grounding_files(pred_path, refs_path) -> dict:
+def score_grounding_files(pred_path, refs_path, resamples: int = 1000, seed: int = 0) -> dict:
     import numpy as np
 
     from mplug.eval.grounding_eval import grounding_accuracy
@@ -215,6 +232,16 @@ def score_grounding_files(pred_path, refs_path) -> dict:
 
     keys = list(refs)
     out = _score(keys)
+    if resamples > 0:
+        from mplug.eval.bootstrap import grounding_ci
+        from mplug.eval.grounding_eval import box_iou, clamp_boxes
+
+        inf = float("inf")
+        w = np.array([refs[k].get("width", inf) for k in keys], dtype=np.float64)
+        h = np.array([refs[k].get("height", inf) for k in keys], dtype=np.float64)
+        iou = box_iou(clamp_boxes([preds[k]["box"] for k in keys], w, h),
+                      np.array([refs[k]["box"] for k in keys]))
+        _add_ci(out, grounding_ci(iou, resamples=resamples, seed=seed), "expression", resamples)
     splits = sorted({str(refs[k]["split"]) for k in keys if "split" in refs[k]})
     if splits:
         out["per_split"] = {s: _score([k for k in keys if str(refs[k].get("split")) == s])

@@ -135,10 +135,6 @@ class BertAttention(nn.Module):
         return self.output(ctx, hidden), present
 
 
-# A readable alias: cross-attention is a BertAttention whose K/V come from encoder states.
-CrossAttention = BertAttention
-
-
 class BertIntermediate(nn.Module):
     def __init__(self, cfg: TextConfig):
         super().__init__()

@@ -33,10 +33,6 @@ from mplug.models.registry import get_config
 TASKS = ("pretrain", "vqa", "caption", "retrieval", "grounding", "nlvr2", "snli_ve")
 
 
-def _real_cls(x: torch.Tensor) -> torch.Tensor:
-    return x[:, 0]
-
-
 class TaskModel(MPLUGBackbone):
     """Shared plumbing: freezing never-used weights, image/text encoding, fused states."""
 

@@ -15,8 +15,9 @@ from mplug.report import mapping
 from mplug.utils.io import read_json
 
 MATCH, DIFFERS, NOT_RUN, SERVER, INFO = "match", "differs", "not_run", "server", "info"
+PIPELINE = "pipeline"  # a smoke run's number: synthetic data, never judged against the paper
 STATUS_TEXT = {MATCH: "matches", DIFFERS: "differs", NOT_RUN: "not run",
-               SERVER: "needs server submission", INFO: "measured"}
+               SERVER: "needs server submission", INFO: "measured", PIPELINE: "pipeline check"}
 
 
 @dataclass
@@ -30,6 +31,9 @@ class Repro:
     reason: str = ""
     source: str | None = None        # result file, relative to the project root
     provenance: dict[str, Any] | None = None
+    ci: tuple[float, float] | None = None  # 95% bootstrap interval (metrics.ci95) of `value`
+    gap_widths: float | None = None  # differs: distance of the published value from the
+                                     # interval, in interval widths
 
 
 @dataclass
@@ -40,6 +44,7 @@ class RunContext:
     data: Path
     config: dict[str, Any] = field(default_factory=dict)
     tolerance: float = 1.0
+    smoke: bool = False              # synthetic-world run: statuses are "pipeline check"
     _cache: dict[Path, tuple[Any, str]] = field(default_factory=dict)
 
     @property
@@ -126,6 +131,35 @@ def status_for(value: float, published: float | None, tol: float) -> tuple[str, 
     return (MATCH if abs(delta) <= tol + 1e-9 else DIFFERS), delta
 
 
+def interval_of(metrics: dict, key: str) -> tuple[float, float] | None:
+    """metrics.ci95[key] as (lo, hi), or None when the file has no (valid) interval for it."""
+    ci = metrics.get("ci95")
+    pair = ci.get(key) if isinstance(ci, dict) else None
+    if (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(is_number(x) for x in pair)
+            and pair[0] <= pair[1]):
+        return float(pair[0]), float(pair[1])
+    return None
+
+
+def judge(value: float, published: float | None, ci: tuple[float, float] | None, tol: float,
+          smoke: bool) -> tuple[str, float | None, float | None]:
+    """(status, delta, gap in interval widths). With an interval: "matches" when the published
+    value lies inside it; else the fixed tolerance. A smoke run is never judged."""
+    status, delta = status_for(value, published, tol)
+    if published is None:
+        return status, delta, None
+    if smoke:
+        return PIPELINE, delta, None
+    if ci is None:
+        return status, delta, None
+    lo, hi = ci
+    if lo - 1e-9 <= published <= hi + 1e-9:
+        return MATCH, delta, None
+    width = hi - lo
+    gap = (lo - published) if published < lo else (published - hi)
+    return DIFFERS, delta, (gap / width if width > 0 else float("inf"))
+
+
 _PHASES = {"testdev": "test-dev", "teststd": "test-std", "teststandard": "test-std"}
 
 
@@ -183,6 +217,7 @@ def metric_cell(ctx: RunContext, cell: mapping.CellMap, published: float | None)
                          provenance=prov)
         return Repro(NOT_RUN, reason=f"malformed result: {where} metrics.{key} = {value!r} is not "
                                      f"a number", source=where, provenance=prov)
-    status, delta = status_for(float(value), published, ctx.tolerance)
+    ci = interval_of(metrics, key)
+    status, delta, gap = judge(float(value), published, ci, ctx.tolerance, ctx.smoke)
     return Repro(status, float(value), delta=delta, reason=src.note, source=where,
-                 provenance=prov)
+                 provenance=prov, ci=ci, gap_widths=gap)

@@ -9,8 +9,8 @@ File paths are never written here: `locate_cell` / `locate_finetune` / `table12_
 model key of the run config that plays the row and compute the path with the run-layout helpers
 of `mplug.config` (`eval_json`, `checkpoint_dir`, `bench_json`, `data_stats`, `synth_manifest`),
 which are the paths the Snakemake rules write. `table_files(cfg, n)` is what the report reads for
-Table n; `mplug.config.table_inputs` returns exactly that, so the `tableNN` targets build what the
-report reads and nothing else can disagree.
+Table n; the Snakefile's `tableNN` and `report` targets take exactly that as inputs, so the DAG
+builds what the report reads and the two cannot disagree.
 
 The `tables:` list of each `evaluate:` job in a run config is a label for humans; it must agree
 with this map (`tables_label_mismatches`, checked by the tests and noted in the report).
@@ -336,7 +336,7 @@ def table_sources(cfg: dict, table: int) -> list[Source]:
 
 def table_files(cfg: dict, table: int) -> list[str]:
     """The files the report reads for Table `table`, as the rules write them (project-relative,
-    no duplicates). `mplug.config.table_inputs` returns this: the `tableNN` targets' inputs."""
+    no duplicates): the `tableNN` targets' inputs."""
     return list(dict.fromkeys(s.path for s in table_sources(cfg, table) if s.path))
 
 

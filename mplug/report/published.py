@@ -132,7 +132,3 @@ def _validate_row(row: dict, table: int, path: Path, lineno: int) -> dict:
     clean["value_num"] = num
     clean["line"] = lineno
     return clean
-
-
-def load_all(root: str | Path | None = None) -> dict[int, pd.DataFrame]:
-    return {t: load_published(t, root) for t in TABLES}

@@ -127,7 +127,8 @@ def render_report(opts: ReportOptions) -> Path:
     smoke = opts.smoke or config["data"]["source"] == "synth" or str(run) == "smoke"
     # data/<run> beside results/<run> (both under the project root) unless --data says otherwise
     data_dir = opts.data or opts.results.parent.parent / mcfg.data_root(config)
-    ctx = RunContext(results=opts.results, data=data_dir, config=config, tolerance=opts.tolerance)
+    ctx = RunContext(results=opts.results, data=data_dir, config=config, tolerance=opts.tolerance,
+                     smoke=smoke)
     views = build_tables(ctx)
     for problem in mapping.tables_label_mismatches(config):  # a stale label, not a lost result
         log.warning("%s", problem)

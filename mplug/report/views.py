@@ -74,6 +74,10 @@ def repro_cell(r: Repro, notes: Footnotes, digits: int = 2) -> Cell:
         return Cell(f"{STATUS_TEXT[r.status]} [{n}]", cls, r.reason)
     text = r.text if r.text is not None else fmt(r.value, digits)
     title = provenance_title(r)
+    if r.ci is not None:  # compact half-width on the cell, the interval itself on hover
+        lo, hi = r.ci
+        text = f"{text} ±{(hi - lo) / 2:.{digits}f}"
+        title = f"95% bootstrap CI [{lo:.{digits}f}, {hi:.{digits}f}]\n{title}".strip()
     if r.reason:  # a value with a caveat (e.g. a stand-in split): footnoted
         text, title = f"{text} [{notes.cite(r.reason)}]", f"{r.reason}\n{title}".strip()
     return Cell(text, cls, title)
@@ -82,12 +86,20 @@ def repro_cell(r: Repro, notes: Footnotes, digits: int = 2) -> Cell:
 def delta_cell(r: Repro, digits: int = 2) -> Cell:
     if r.delta is None:
         return Cell("", f"status-{r.status}")
-    return Cell(f"{r.delta:+.{digits}f} ({STATUS_TEXT[r.status]})", f"status-{r.status}")
+    why = STATUS_TEXT[r.status]
+    if r.gap_widths is not None:
+        why += f", {r.gap_widths:.1f} CI widths out"
+    title = ("smoke run on synthetic data: the pipeline ran; the number is not a reproduction"
+             if r.status == "pipeline" else
+             "published value inside the run's 95% CI" if r.status == "match" and r.ci else "")
+    return Cell(f"{r.delta:+.{digits}f} ({why})", f"status-{r.status}", title)
 
 
 def repro_record(r: Repro | None) -> dict:
     """Columns appended to the long CSV for one published cell."""
     if r is None:
-        return {"reproduced": None, "delta": None, "status": None, "reason": None, "source": None}
+        return {"reproduced": None, "delta": None, "status": None, "reason": None, "source": None,
+                "ci95_lo": None, "ci95_hi": None}
     return {"reproduced": r.text if r.text is not None else r.value, "delta": r.delta,
-            "status": r.status, "reason": r.reason or None, "source": r.source}
+            "status": r.status, "reason": r.reason or None, "source": r.source,
+            "ci95_lo": r.ci[0] if r.ci else None, "ci95_hi": r.ci[1] if r.ci else None}

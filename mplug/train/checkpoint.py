@@ -19,16 +19,19 @@ tuple, the loss scaler) are allow-listed by name, anything else is refused.
 """
 from __future__ import annotations
 
-import json
+import contextlib
+import errno
+import fcntl
 import os
+import socket
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from mplug.errors import CheckpointError
+from mplug.errors import CheckpointError, OutputError, RunLockedError
 from mplug.train.distributed import barrier
-from mplug.utils.io import atomic_write_json, atomic_write_text, read_json
+from mplug.utils.io import WRITE_ERRNOS, atomic_write_json, atomic_write_text, read_json
 from mplug.utils.logging import get_logger
 
 log = get_logger("mplug.train.checkpoint")
@@ -143,7 +146,19 @@ def save_checkpoint(engine, out_dir: str | os.PathLike, step: int, trainer_state
     if rank == 0:
         shutil.rmtree(root / tmp_tag, ignore_errors=True)  # left by a killed save
     barrier()
-    engine.save_checkpoint(str(root), tag=tmp_tag, save_latest=False)
+    try:
+        engine.save_checkpoint(str(root), tag=tmp_tag, save_latest=False)
+    except (OSError, RuntimeError) as err:
+        # torch's C++ writer reports a full disk as a RuntimeError ("file write failed")
+        if isinstance(err, OSError) and err.errno not in WRITE_ERRNOS:
+            raise
+        if isinstance(err, RuntimeError) and "write" not in str(err).lower():
+            raise
+        shutil.rmtree(root / tmp_tag, ignore_errors=True)
+        why = (f"{err.strerror}, {errno.errorcode.get(err.errno, '?')}" if isinstance(err, OSError)
+               else str(err))
+        raise OutputError(f"{root / tmp_tag}: cannot write the checkpoint ({why}); free space on "
+                          f"that disk and rerun with --resume latest") from None
     atomic_write_json(root / tmp_tag / f"rng_rank{rank}.json", capture_rng(), indent=0)
     if rank == 0:
         atomic_write_json(root / tmp_tag / STATE_FILE, {**trainer_state, "step": step, "tag": tag})
@@ -165,6 +180,38 @@ def _prune(root: Path, keep: int) -> None:
     tags = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(TAG_PREFIX))
     for old in tags[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | os.PathLike, enabled: bool = True) -> Iterator[None]:
+    """Hold an exclusive flock on `OUT/.lock` for the whole run; a second run on the same folder
+    gets RunLockedError (it would resume from the first one's live checkpoints and overwrite its
+    results). The kernel drops the lock when the holder exits, SIGKILL included, so a stale lock
+    file never blocks a rerun. `enabled=False` on ranks other than 0."""
+    if not enabled:
+        yield
+        return
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a process"
+            raise RunLockedError(f"{out}: another training run ({holder}) is using this folder (it "
+                                 f"holds {path}); wait for it to finish, or choose another --out") from None
+        except OSError as err:  # a file system without flock (some network mounts): go on unlocked
+            log.warning("%s: cannot lock (%s); make sure no other run uses this folder", path, err)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def find_checkpoint(out_dir: str | os.PathLike, resume: str | None) -> Path | None:
@@ -194,7 +241,10 @@ def find_checkpoint(out_dir: str | os.PathLike, resume: str | None) -> Path | No
 def load_checkpoint(engine, path: str | os.PathLike, rank: int = 0) -> dict[str, Any]:
     """Restore model, optimizer, scheduler and this rank's RNG; return the trainer state."""
     path = Path(path)
-    state = read_json(path / STATE_FILE)
+    state = _read_checkpoint_json(path / STATE_FILE)
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise CheckpointError(f"{path / STATE_FILE}: not a trainer state (no integer 'step'); "
+                              f"resume from another checkpoint or delete {path}")
     load_path, _ = engine.load_checkpoint(str(path.parent), tag=path.name, load_optimizer_states=True,
                                           load_lr_scheduler_states=True)
     if load_path is None:
@@ -202,11 +252,22 @@ def load_checkpoint(engine, path: str | os.PathLike, rank: int = 0) -> dict[str,
                               "is incomplete, resume from an older one")
     rng_file = path / f"rng_rank{rank}.json"
     if rng_file.is_file():
-        restore_rng(read_json(rng_file))
+        rng = _read_checkpoint_json(rng_file)
+        try:
+            restore_rng(rng)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"{rng_file}: not a valid RNG state ({type(err).__name__}: "
+                                  f"{err}); resume from another checkpoint or delete {path}") from None
     else:  # e.g. resuming on more ranks than were saved: still correct, no longer bit-exact
         log.warning("%s missing: RNG states not restored for rank %d", rng_file, rank)
     return state
 
 
-def read_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
-    return json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
+def _read_checkpoint_json(file: Path) -> Any:
+    """A checkpoint's JSON file; a corrupt one (cut, not UTF-8, not JSON) is a CheckpointError."""
+    try:
+        return read_json(file)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{file}: unreadable ({err}); the checkpoint is damaged: resume from "
+                              f"another one (--resume {file.parent.parent}/step_...) or delete "
+                              f"{file.parent} and rerun") from None

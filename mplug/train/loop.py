@@ -16,7 +16,6 @@ EX_TEMPFAIL) is raised. Rerunning the command with `--resume latest` continues f
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mplug.errors import ConfigError, MplugError
+from mplug.errors import MplugError
 from mplug.train import EXIT_PREEMPTED
 from mplug.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from mplug.train.deepspeed_config import EngineConfig
@@ -204,10 +203,13 @@ def set_seed(seed: int) -> None:
 
 def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine_cfg: EngineConfig,
         out_dir: str | os.PathLike, resume: str | None = None, step_fn: StepFn = default_step,
-        run_info: dict[str, Any] | None = None, evaluator: Callable | None = None) -> dict[str, Any]:
+        run_info: dict[str, Any] | None = None, evaluator: Callable | None = None,
+        preemption: "_Preemption | None" = None) -> dict[str, Any]:
     """Train; returns the summary (also written to OUT/summary.json). See the module doc.
     `evaluator(engine) -> {evaluator.metric: value, ...}` with `loop.eval_every` turns on keep-best
-    selection (mplug/train/evaluation.py): model.safetensors is then the best evaluated model."""
+    selection (mplug/train/evaluation.py): model.safetensors is then the best evaluated model.
+    `preemption`: a signal handler the caller installed before its start-up (else one is
+    installed here, around the loop)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -234,6 +236,11 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
     log_path = out / LOG_FILE
     if ckpt is not None:
         state.update(load_checkpoint(engine, ckpt, dist.rank))
+        if state["step"] > total_steps:
+            raise ConfigError(f"--resume: {ckpt} is at step {state['step']} but this run stops at step "
+                              f"{total_steps} (--max-steps / train.max_steps); resuming would replace "
+                              f"the results with that checkpoint's weights. Pass --max-steps "
+                              f"{state['step']} or more, or use a fresh --out")
         saved_settings = (state.pop("run", None) or {}).get("settings")
         now_settings = (run_info or {}).get("settings")
         if dist.is_main and saved_settings and now_settings and saved_settings != now_settings:
@@ -283,7 +290,12 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
     t_step = time.perf_counter()
     preempted_by = None
     try:
-        with _Preemption() as pre:
+        with contextlib.nullcontext(preemption) if preemption else _Preemption() as pre:
+            if any_rank(pre.signal is not None):  # arrived during start-up: no step to save
+                name = signal.Signals(pre.signal or signal.SIGTERM).name
+                raise Preempted(f"{name} received while starting: no step was run after step "
+                                f"{state['step']}; rerun the same command with --resume latest "
+                                f"(exit code {EXIT_PREEMPTED} asks SLURM/Snakemake to requeue)")
             while state["step"] < total_steps and state["epoch"] < epochs:
                 epoch = state["epoch"]
                 gen = torch.Generator().manual_seed(loop.seed * 7_919 + epoch * 104_729
@@ -413,23 +425,3 @@ def _finish(engine, info, out: Path, state, first, window, wall0, dist, run_info
                  ", ".join(f"{k}={v:.4f}" for k, v in summary["last_losses"].items()), out / MODEL_FILE)
     barrier()
     return summary
-
-
-def require_positive(value: Any, key: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{key}={value!r}: must be an integer >= 1")
-    return value
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Limit intra-op threads (CPU runs share cores)."""
-    import torch
-
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

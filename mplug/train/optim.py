@@ -109,12 +109,17 @@ def step_lr(step: int, peak: float, cfg: OptimConfig, total_steps: int) -> float
 
 
 def timm_cosine_lr(t: float, peak: float, cfg: OptimConfig, epochs: int) -> float:
-    """timm CosineLRScheduler(t_initial=epochs, warmup_t=warmup_epochs, cycle_limit=1) at t."""
-    if t < cfg.warmup_epochs:
-        return cfg.warmup_lr + t * (peak - cfg.warmup_lr) / cfg.warmup_epochs
-    if t >= epochs:
-        return cfg.min_lr
-    return cfg.min_lr + 0.5 * (peak - cfg.min_lr) * (1.0 + math.cos(math.pi * t / epochs))
+    """timm's own CosineLRScheduler(t_initial=epochs, warmup_t=warmup_epochs, cycle_limit=1) at t:
+    the scheduler the official scripts build with timm's `create_scheduler`."""
+    import torch
+    from timm.scheduler import CosineLRScheduler
+
+    param = torch.nn.Parameter(torch.zeros(()))
+    opt = torch.optim.SGD([param], lr=peak)  # a carrier for the scheduler's per-group value
+    sched = CosineLRScheduler(opt, t_initial=epochs, lr_min=cfg.min_lr, warmup_t=cfg.warmup_epochs,
+                              warmup_lr_init=cfg.warmup_lr, cycle_limit=1, t_in_epochs=True)
+    sched.step(t)
+    return opt.param_groups[0]["lr"]
 
 
 def albef_epoch_lr(step: int, peak: float, cfg: OptimConfig, steps_per_epoch: int, epochs: int) -> float:

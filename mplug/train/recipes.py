@@ -20,7 +20,6 @@ VQA_TRAIN_SPLITS = (train, vg_qa), leaves val out because the smoke run evaluate
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,9 +41,6 @@ DATA_TASK = {"pretrain": "pretrain", "vqa": "vqa", "caption": "caption", "retrie
              "snli_ve": "snli_ve"}
 OBJECTIVES = {"pretrain": {"itc", "itm", "mlm", "prefix_lm"}, "retrieval": {"itc", "itm"}}
 VQA_TRAIN_SPLITS = ("train", "vg_qa")
-
-
-@dataclass
 class Recipe:
     task: str
     model_task: str
@@ -171,13 +167,19 @@ def check_objectives(model_task: str, settings: TrainSettings, where: str) -> No
                           f"optimises {sorted(want)} jointly; a subset is not implemented")
 
 
-def load_init(model, path: str | Path) -> dict[str, Any]:
+BACKBONE = ("visual_encoder", "text_encoder", "fusion_encoder")
+
+
+def load_init(model, path: str | Path, allow_partial: bool = False) -> dict[str, Any]:
     """Load a starting checkpoint (safetensors or torch, weights_only) into a task model.
 
     Kept: every key whose name and shape match. Resized: the ViT position embedding when the
     resolution differs (bilinear, as the official loaders). Fresh: task heads the checkpoint does
     not have, queues of another size; momentum copies missing from the checkpoint are copied
     from the loaded online weights (official copy_params). Any other shape mismatch is an error.
+    The backbone (BACKBONE, less NLVR2's second cross-attention, which starts as the first) must
+    be covered entirely unless `allow_partial`: a checkpoint matching a few tensors would
+    otherwise train from scratch while the run reports an init.
     """
     import torch
 
@@ -200,6 +202,14 @@ def load_init(model, path: str | Path) -> dict[str, Any]:
                                   f"needs {tuple(shape)}; was it trained with another model config?")
     usable = {k: v for k, v in state.items() if k in target}
     missing = [k for k in target if k not in usable]
+    backbone = _backbone_coverage(target, usable)
+    missing_bb = [k for k in missing if k.split(".")[0] in BACKBONE and ".crossattention2." not in k]
+    if missing_bb and usable and not allow_partial:
+        raise CheckpointError(
+            f"{path}: covers only part of the model's backbone ("
+            + ", ".join(f"{m} {a}/{b}" for m, (a, b) in backbone.items())
+            + f" tensors matched); missing e.g. {', '.join(missing_bb[:3])}. Is it a checkpoint of "
+            "this model? Pass --allow-partial-init to train from it anyway")
     model.load_state_dict(usable, strict=False)
     momentum_missing = [k for k in missing if k.split(".")[0].endswith("_m")]
     if momentum_missing and hasattr(model, "copy_params"):
@@ -211,10 +221,21 @@ def load_init(model, path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: no key matches the model; is it an mPLUG checkpoint?")
     info = {"path": str(path), "loaded": len(usable), "unused": len(report.unexpected),
             "fresh": sorted(set(online_missing + fresh)), "resized": resized,
-            "momentum_copied": len(momentum_missing)}
-    log.info("init from %s: %d tensors loaded, %d unused, %d fresh (%s), %d momentum copied%s",
-             path, info["loaded"], info["unused"], len(info["fresh"]),
-             ", ".join(sorted({k.split(".")[0] for k in info["fresh"]})) or "-",
-             info["momentum_copied"], f", resized {resized}" if resized else "")
+            "momentum_copied": len(momentum_missing),
+            "backbone": {m: f"{a}/{b}" for m, (a, b) in backbone.items()}, "partial": bool(missing_bb)}
+    log.log(30 if missing_bb else 20,
+            "init from %s: %d tensors loaded (backbone %s), %d unused, %d fresh (%s), %d momentum "
+            "copied%s", path, info["loaded"], ", ".join(f"{m} {v}" for m, v in info["backbone"].items()),
+            info["unused"], len(info["fresh"]), ", ".join(sorted({k.split(".")[0] for k in info["fresh"]})) or "-",
+            info["momentum_copied"], f", resized {resized}" if resized else "")
     del torch
     return info
+
+
+def _backbone_coverage(target: dict, usable: dict) -> dict[str, tuple[int, int]]:
+    """module -> (tensors loaded, tensors the model has) for each backbone module."""
+    out = {}
+    for module in BACKBONE:
+        keys = [k for k in target if k.split(".")[0] == module and ".crossattention2." not in k]
+        out[module] = (sum(k in usable for k in keys), len(keys))
+    return out

@@ -45,8 +45,23 @@ def resolve_stage(cfg: dict, kind: str, task: str, stage: str | None) -> str:
 def train(kind: str, task: str, config: str | Path, model: str, stage: str | None, data: str | Path,
           out: str | Path, init: str | Path | None = None, resume: str | None = None,
           clip: str | Path | None = None, bert: str | Path | None = None,
-          max_steps: int | None = None, tokenizer: str | Path | None = None) -> dict[str, Any]:
-    """Train one pretraining stage (`kind='pretrain'`, task 'pretrain') or fine-tuning job."""
+          max_steps: int | None = None, tokenizer: str | Path | None = None,
+          allow_partial_init: bool = False) -> dict[str, Any]:
+    """Train one pretraining stage (`kind='pretrain'`, task 'pretrain') or fine-tuning job.
+
+    The SIGTERM/SIGUSR1 handler is installed first (a signal during start-up is a preemption,
+    exit 75, not a kill), then the exclusive lock on `out` (one run per folder)."""
+    from mplug.train.checkpoint import run_lock
+    from mplug.train.distributed import detect
+    from mplug.train.loop import _Preemption
+
+    with _Preemption() as pre, run_lock(out, enabled=detect().is_main):
+        return _train(kind, task, config, model, stage, data, out, init, resume, clip, bert,
+                      max_steps, tokenizer, allow_partial_init, pre)
+
+
+def _train(kind, task, config, model, stage, data, out, init, resume, clip, bert, max_steps,
+           tokenizer, allow_partial_init, preemption) -> dict[str, Any]:
     import torch
 
     from mplug.config import load_config, model_settings, train_settings
@@ -80,7 +95,7 @@ def train(kind: str, task: str, config: str | Path, model: str, stage: str | Non
     net = build_model(arch, model_task, **over)
     init_info: dict[str, Any] | None = None
     if init:
-        init_info = recipes.load_init(net, init)
+        init_info = recipes.load_init(net, init, allow_partial=allow_partial_init)
     elif kind == "pretrain" and clip and bert:
         init_info = _init_clip_bert(net, clip, bert)
     elif kind == "finetune":
@@ -116,7 +131,8 @@ def train(kind: str, task: str, config: str | Path, model: str, stage: str | Non
              len(dataset), arch)
     del torch
     return fit(net, dataset, collate, settings.loop, settings.optim, settings.engine, out,
-               resume=resume, step_fn=step, run_info=run_info, evaluator=evaluator)
+               resume=resume, step_fn=step, run_info=run_info, evaluator=evaluator,
+               preemption=preemption)
 
 
 def _evaluator(task: str, settings, data_dir: Path, used: list[str], tok, where: str):

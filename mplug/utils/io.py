@@ -6,6 +6,7 @@ into place, so a killed process never leaves a file that looks complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -13,13 +14,78 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+# errno values that mean "the storage refuses the write", not "the program is wrong"
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                          errno.EFBIG})
+
+
+def output_error(path: str | os.PathLike, err: OSError):
+    """An OutputError naming `path` and why the storage refused it (ENOSPC, EROFS, ...)."""
+    from mplug.errors import OutputError
+
+    code = errno.errorcode.get(err.errno or 0, "?")
+    return OutputError(f"{path}: cannot write ({err.strerror or err}, {code}); free space on that "
+                       "disk or choose a writable output folder, then rerun")
+
+
+def ensure_writable_dir(folder: str | os.PathLike) -> None:
+    """Create `folder` and prove a file can be written there, before any long work starts."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        try:
+            os.write(fd, b"x")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        if err.errno in WRITE_ERRNOS or err.errno == errno.ENOTDIR:
+            raise output_error(folder, err) from None
+        raise
+
+
+def decode_utf8(data: bytes, path: str | os.PathLike, error: type = ValueError) -> str:
+    """`data` as UTF-8 text; a bad byte raises `error` naming the file, line and byte offset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise error(f"{path}: line {line}, byte offset {err.start}: not UTF-8 text (byte "
+                    f"0x{data[err.start]:02x}); save the file as UTF-8") from None
+
+
+def iter_utf8_lines(path: str | os.PathLike, error: type = ValueError) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of a UTF-8 file, streamed; a bad byte raises `error` naming
+    the file, line and byte offset."""
+    offset = 0
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise error(f"{path}:{lineno}: byte offset {offset + err.start}: not UTF-8 text "
+                            f"(byte 0x{raw[err.start]:02x}); save the file as UTF-8") from None
+            offset += len(raw)
+
+
+def read_utf8(path: str | os.PathLike, error: type = ValueError) -> str:
+    """Read a text file as UTF-8, naming file and byte offset on a bad byte (see decode_utf8)."""
+    return decode_utf8(Path(path).read_bytes(), path, error)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        if err.errno in WRITE_ERRNOS:
+            raise output_error(path, err) from None
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -27,6 +93,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:  # make the bytes durable before the rename
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+    except OSError as err:
+        if err.errno in WRITE_ERRNOS:  # a full or read-only disk: a named error, not a traceback
+            raise output_error(path, err) from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -57,8 +127,7 @@ def read_json(path: str | os.PathLike) -> Any:
     """Read JSON, naming the file (and line/column) on a parse error."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        return json.loads(read_utf8(path))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}") from None
 
@@ -69,7 +138,3 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

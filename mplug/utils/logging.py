@@ -1,13 +1,9 @@
 """Structured logging: human-readable lines on stderr, JSON lines to a file when asked."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-import time
-from pathlib import Path
-from typing import Any
 
 _CONFIGURED = False
 
@@ -41,26 +37,3 @@ def get_logger(name: str = "mplug") -> logging.Logger:
         root.propagate = False
         _CONFIGURED = True
     return logging.getLogger(name)
-
-
-class JsonlLogger:
-    """Append one JSON object per line (per-step training logs, benchmark rows)."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a", encoding="utf-8")
-
-    def log(self, **record: Any) -> None:
-        record.setdefault("time", time.time())
-        self._fh.write(json.dumps(record, default=float) + "\n")
-        self._fh.flush()
-
-    def close(self) -> None:
-        self._fh.close()
-
-    def __enter__(self) -> "JsonlLogger":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

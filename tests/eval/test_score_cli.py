@@ -29,6 +29,9 @@ def test_score_vqa(vqa_files, capsys):
     p = _w(tmp / "p.json", [{"question_id": 1, "answer": "Yes."}, {"question_id": 2, "answer": "two"}])
     assert main(["score", "vqa", "--pred", p, "--questions", q, "--annotations", a]) == 0
     out = json.loads(capsys.readouterr().out)  # exactly one JSON object
+    ci = out.pop("ci95")["overall"]  # questions resampled: per-question 100 and 60
+    assert 60.0 <= ci[0] <= 80.0 <= ci[1] <= 100.0
+    assert (out.pop("ci_resamples"), out.pop("ci_unit")) == (1000, "question")
     assert out == {"overall": 80.0, "perAnswerType": {"number": 60.0, "yes/no": 100.0}}
 
 

@@ -46,3 +46,66 @@ def assert_user_error(res: subprocess.CompletedProcess, *needles: str) -> str:
     return err
 
 
+
+
+
+def snli_raw(root: Path) -> None:
+    """A tiny raw SNLI-VE layout under resources folder `root`: snli_ve/snli_ve_<split>.jsonl (one
+    pair each, the official generator's format) and the flickr30k images they name."""
+    import json
+
+    from PIL import Image
+
+    images = root / "flickr30k" / "flickr30k-images"
+    images.mkdir(parents=True)
+    (root / "snli_ve").mkdir()
+    for n, split in enumerate(("train", "dev", "test")):
+        Image.new("RGB", (32, 32), (40 * n, 90, 200)).save(images / f"{100 + n}.jpg")
+        row = {"Flickr30K_ID": str(100 + n), "sentence2": f"a hypothesis {n}",
+               "gold_label": "entailment", "pairID": f"{split}-0"}
+        (root / "snli_ve" / f"snli_ve_{split}.jsonl").write_text(json.dumps(row) + "\n")
+
+
+def disk_fault(monkeypatch, root: Path, code: int) -> None:
+    """From now on (until monkeypatch undoes it) the disk under `root` refuses every write with
+    errno `code` (EROFS: mounted read-only; ENOSPC: full), in this process. The fault sits at the
+    system-call boundary Python code goes through (os.open, io.open, os.mkdir), so every writer
+    of the library meets it where a real disk would refuse; reads and other folders still work."""
+    import builtins
+    import errno
+    import io
+
+    root = Path(root).resolve()
+    real_open, real_os_open, real_mkdir = io.open, os.open, os.mkdir
+
+    def under(p) -> bool:
+        try:
+            path = Path(os.path.abspath(os.fsdecode(p)))
+        except TypeError:  # a file descriptor
+            return False
+        return path == root or root in path.parents
+
+    def fail(p):
+        raise OSError(code, os.strerror(code), os.fsdecode(p))
+
+    def fault_open(file, mode="r", *args, **kw):
+        if isinstance(file, (str, bytes, os.PathLike)) and under(file) and set(mode) & set("wax+"):
+            fail(file)
+        return real_open(file, mode, *args, **kw)
+
+    def fault_os_open(path, flags, *args, **kw):
+        if under(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            fail(path)
+        return real_os_open(path, flags, *args, **kw)
+
+    def fault_mkdir(path, *args, **kw):
+        if under(path):
+            if os.path.isdir(path):  # the kernel answers EEXIST before EROFS
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(path))
+            fail(path)
+        return real_mkdir(path, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", fault_open)
+    monkeypatch.setattr(io, "open", fault_open)
+    monkeypatch.setattr(os, "open", fault_os_open)
+    monkeypatch.setattr(os, "mkdir", fault_mkdir)

@@ -43,6 +43,13 @@ CASES = {
                           ["models.mplug_smoke.stride", "stride 4 is impossible"]),
     "unknown_job": (_edit("finetune: [vqa, ", "finetune: [vqa_large, "),
                     ["models.mplug_smoke.finetune", "unknown fine-tuning job 'vqa_large'"]),
+    # issue 18, case 9: YAML keeps the last of two equal keys silently; .nan/.inf are numbers
+    "duplicate_key": (_edit("seed: 0\n", "seed: 0\nhparams: paper\n"),
+                      ["hparams (line 11): written twice, first at line 10"]),
+    "nan_lr": (_edit("      lr_text: 1.0e-3\n", "      lr_text: .nan\n"),
+               ["pretrain.pretrain_14m.train.lr_text", "nan is not a finite number"]),
+    "inf_weight_decay": (_edit("      weight_decay: 0.02\n", "      weight_decay: .inf\n"),
+                         ["pretrain.pretrain_14m.train.weight_decay", "inf is not a finite number"]),
 }
 
 

@@ -144,3 +144,21 @@ def test_init_refuses_code_running_pickle(world, config, evil_ckpt, tmp_path):
 def test_init_for_another_model_names_the_key(world, config, tiny_ckpt, tmp_path):
     res = mplug(*_train(world, tmp_path / "run", "--init", tiny_ckpt["vqa"], config=config))
     assert_user_error(res, str(tiny_ckpt["vqa"]), "visual_encoder.")
+
+
+def test_sigterm_during_start_up_exits_75(world, config, tmp_path):
+    """Case 10: the handler is installed before the engine starts, so SLURM's SIGTERM while
+    DeepSpeed initialises is a preemption (75, requeue), not a kill (143)."""
+    out = tmp_path / "run"
+    proc = start_mplug(*_train(world, out, config=config))
+    seen = []
+    for line in proc.stdout:  # "... N examples, model ..." is logged just before the engine starts
+        seen.append(line)
+        if " examples, model " in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=240)
+    text = "".join(seen) + rest
+    assert proc.returncode == EXIT_PREEMPTED, f"rc {proc.returncode}:\n{text[-3000:]}"
+    assert "SIGTERM received while starting" in text and "Traceback" not in text
+    assert not _log_steps(out)  # it stopped before the first step

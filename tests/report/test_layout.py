@@ -187,6 +187,6 @@ def test_json_reads_only_table_inputs(paper):
     cfg, _, out = paper
     for n in (1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12):
         cited = {s for src in _csv(out, n).source if src for s in src.split("; ")}
-        inputs = set(mcfg.table_inputs(cfg, n))
+        inputs = set(mapping.table_files(cfg, n))
         assert {c for c in cited if any(c.endswith(i) for i in inputs)} == cited, n
-    assert json.dumps(mcfg.table_inputs(cfg, 6)) == '["results/paper/bench/train.json"]'
+    assert json.dumps(mapping.table_files(cfg, 6)) == '["results/paper/bench/train.json"]'

@@ -92,25 +92,24 @@ def test_a_stale_tables_label_is_reported(smoke):
         "evaluate.nlvr2.tables is [5, 6] but the report fills [5] from it"]
 
 
-def test_table_inputs_is_the_report_map(smoke, paper):
+def test_table_files_in_the_run_layout(smoke, paper):
     for cfg in (smoke, paper):
         for n in range(1, 13):
-            assert mcfg.table_inputs(cfg, n) == mapping.table_files(cfg, n)
             assert all(p.startswith((f"results/{cfg['run']}/", f"data/{cfg['run']}/"))
-                       for p in mcfg.table_inputs(cfg, n))
-    assert mcfg.table_inputs(smoke, 3) == [
+                       for p in mapping.table_files(cfg, n))
+    assert mapping.table_files(smoke, 3) == [
         "results/smoke/mplug_smoke/eval/retrieval_coco/test/metrics.json",
         "results/smoke/mplug_smoke/eval/retrieval_flickr/test/metrics.json"]
-    assert mcfg.table_inputs(smoke, 2) == ["results/smoke/mplug_smoke/eval/vqa/val/metrics.json"]
-    assert mcfg.table_inputs(smoke, 12) == ["data/smoke/manifest.json"]
-    assert mcfg.table_inputs(paper, 12) == ["data/paper/pretrain_14m/stats.json",
+    assert mapping.table_files(smoke, 2) == ["results/smoke/mplug_smoke/eval/vqa/val/metrics.json"]
+    assert mapping.table_files(smoke, 12) == ["data/smoke/manifest.json"]
+    assert mapping.table_files(paper, 12) == ["data/paper/pretrain_14m/stats.json",
                                             "data/paper/pretrain_4m/stats.json"]
     assert "results/paper/mplug_large/finetune/grounding_mixed/summary.json" in \
-        mcfg.table_inputs(paper, 11)
-    assert mcfg.figure_inputs(smoke) == ["results/smoke/bench/fusion.json"]
+        mapping.table_files(paper, 11)
+    assert mapping.figure_files(smoke) == ["results/smoke/bench/fusion.json"]
     off = copy.deepcopy(smoke)
     off["bench"]["train"]["enabled"] = False
-    assert mcfg.table_inputs(off, 6) == []
+    assert mapping.table_files(off, 6) == []
 
 
 def test_logs_follow_the_rules(smoke):

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from _dryrun import ROOT, snakemake
-from mplug.config import (eval_settings, load_config, model_settings, table_inputs,
-                          train_settings)
+from mplug.config import eval_settings, load_config, model_settings, train_settings
 from mplug.errors import ConfigError
+from mplug.report.mapping import table_files
 
 SMOKE = ROOT / "config" / "smoke.yaml"
 PAPER = ROOT / "config" / "config.yaml"
@@ -145,6 +145,6 @@ def test_settings_resolution():
     assert eval_settings(paper, "caption", "mplug_large")["beam_size"] == 10
     assert eval_settings(paper, "video_caption", "mplug_large")["prompt"] == "a video of"
     # Table 3 needs exactly the two fine-tuned retrieval evaluations
-    assert table_inputs(cfg, 3) == [
+    assert table_files(cfg, 3) == [
         "results/paper/mplug_large/eval/retrieval_coco/test/metrics.json",
         "results/paper/mplug_large/eval/retrieval_flickr/test/metrics.json"]

@@ -34,5 +34,5 @@ def test_every_table_source_is_a_dag_output_with_its_log(which, config, request)
                 continue  # e.g. Table 2's ViT-B rows in the smoke run (reason shown instead)
             assert src.path in jobs, (n, src.path)
             assert jobs[src.path] == src.log, (n, src.path, jobs[src.path], src.log)
-    for path in mcfg.figure_inputs(cfg):
+    for path in mapping.figure_files(cfg):
         assert path in jobs

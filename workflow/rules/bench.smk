@@ -21,5 +21,6 @@ rule bench:
     conda:
         "../../envs/train.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} bench {wildcards.bench}"
-        " {params.quick} {params.args} --json {output} > {log} 2>&1"
+        ATTEMPT
+        + "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} bench {wildcards.bench:q}"
+        " {params.quick} {params.args} --json {output:q} >> {log:q} 2>&1"

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from mplug import config as mcfg
+from snakemake.exceptions import WorkflowError
+from mplug.report import mapping as report_map
 
 mcfg.check_semantics(config, CONFIGFILE)
 
@@ -25,7 +27,7 @@ if _CONDA:
     MPLUG = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir).resolve()))} python -m mplug.cli"
 else:
     _venv_mplug = Path(sys.executable).parent / "mplug"
-    MPLUG = str(_venv_mplug) if _venv_mplug.exists() else (shutil.which("mplug") or "mplug")
+    MPLUG = shlex.quote(str(_venv_mplug) if _venv_mplug.exists() else (shutil.which("mplug") or "mplug"))
 
 
 def _alt(names):
@@ -96,47 +98,184 @@ def settings_hash(obj):
 
 
 def merged_resources(rule_name, job_resources=None):
+    own = dict(config["resources"].get("rules", {}).get(rule_name, {}))
+    own.update(job_resources or {})
     res = dict(config["resources"]["default"])
-    res.update(config["resources"].get("rules", {}).get(rule_name, {}))
-    res.update(job_resources or {})
+    res.update(own)
+    res["own_partition"] = bool(own.get("slurm_partition"))
     return res
 
 
-def slurm_resources(res):
+CLUSTER = config["resources"].get("cluster", {})
+# Snakemake priorities order jobs inside Snakemake only; SLURM gets them as `--nice` (lower
+# nice = earlier start) so the critical path (synth, pretraining) is queued ahead of the rest.
+PRIORITY = {"synth": 50, "pretrain": 40}
+NICE_BASE = max(PRIORITY.values())
+# Rules that checkpoint on SIGUSR1 / SIGTERM and exit 75 (mplug.train.EXIT_PREEMPTED).
+TRAIN_RULES = ("pretrain", "finetune")
+
+
+def ranks(res):
+    """(tasks per node, total tasks): one rank per GPU, or `tasks_per_node` CPU ranks."""
+    per_node = res.get("tasks_per_node") or max(res.get("gpus_per_node", 0), 1)
+    return per_node, res.get("nodes", 1) * per_node
+
+
+def cpus_and_mem(res):
+    """(CPUs per task, memory per node in MB): per-GPU values when the rule has GPUs, so a
+    request follows the GPU count and fits nodes of any size."""
+    gpus = res.get("gpus_per_node", 0)
+    cpus = res.get("cpus_per_gpu") if gpus and res.get("cpus_per_gpu") else res["cpus_per_task"]
+    mem = res["mem_mb_per_gpu"] * gpus if gpus and res.get("mem_mb_per_gpu") else res["mem_mb"]
+    return cpus, mem
+
+
+def runtime_of(res):
+    """Wall time in minutes, capped by resources.cluster.max_runtime (training resumes across
+    jobs: it checkpoints on the early signal and requeues itself)."""
+    cap = CLUSTER.get("max_runtime")
+    return min(res["runtime"], cap) if cap else res["runtime"]
+
+
+def partition_of(res):
+    """A CPU-only job goes to resources.cluster.cpu_partition when one is set (unless its own
+    resources name a partition); everything else to slurm_partition."""
+    if not res.get("gpus_per_node", 0) and CLUSTER.get("cpu_partition") and \
+            not res.get("own_partition"):
+        return CLUSTER["cpu_partition"]
+    return res.get("slurm_partition")
+
+
+def slurm_resources(res, rule_name=None):
     """Config resources -> Snakemake resources for snakemake-executor-plugin-slurm.
 
-    GPUs are requested per node (`gres=gpu[:model]:N`); multi-GPU rules get one task per GPU
-    (`tasks_per_gpu=1`, `tasks=nodes*gpus`) and `mpi=srun`, which tells the plugin not to wrap
-    the command in `srun -n1`: the rule's own launcher starts every rank."""
-    out = {"nodes": res.get("nodes", 1), "mem_mb": res["mem_mb"], "runtime": res["runtime"],
-           "cpus_per_task": res["cpus_per_task"]}
-    for key in ("slurm_partition", "slurm_account", "constraint", "slurm_extra"):
+    GPUs are requested per node (`gres=gpu[:model]:N`). A job with several ranks gets
+    `tasks=nodes*per_node` and `mpi=srun`: the plugin then passes `--ntasks` and runs the rule in
+    the batch shell, whose launcher (`launcher()`) starts every rank with explicit geometry.
+    `tasks_per_gpu=0` keeps the plugin from adding `--ntasks-per-gpu` (which binds one GPU per
+    task and clashes with one process per GPU choosing `cuda:LOCAL_RANK`)."""
+    cpus, mem = cpus_and_mem(res)
+    out = {"nodes": res.get("nodes", 1), "mem_mb": mem, "runtime": runtime_of(res),
+           "cpus_per_task": cpus}
+    partition = partition_of(res)
+    if partition:
+        out["slurm_partition"] = partition
+    for key in ("slurm_account", "constraint"):
         if res.get(key):
             out[key] = res[key]
+    extra = [res["slurm_extra"]] if res.get("slurm_extra") else []
+    per_node, tasks = ranks(res)
     gpus = res.get("gpus_per_node", 0)
     if gpus:
         model = res.get("gpu_model")
         out["gres"] = f"gpu:{model}:{gpus}" if model else f"gpu:{gpus}"
-        out["tasks_per_gpu"] = 1
-        out["tasks"] = out["nodes"] * gpus
-        if out["tasks"] > 1 and config.get("launcher", "srun") == "srun":
-            out["mpi"] = "srun"
+        out["tasks_per_gpu"] = 0
+    if tasks > 1:
+        out["tasks"] = tasks
+        out["mpi"] = "srun"
+        extra.append(f"--ntasks-per-node={per_node}")
+    if rule_name in TRAIN_RULES and CLUSTER.get("signal_lead_s"):
+        # USR1 this long before the limit: the trainer checkpoints and the rule requeues the job
+        extra.append(f"--signal=USR1@{CLUSTER['signal_lead_s']}")
+    nice = NICE_BASE - PRIORITY.get(rule_name, 0)
+    if rule_name and nice > 0:
+        extra.append(f"--nice={nice}")
+    if extra:
+        out["slurm_extra"] = " ".join(extra)
     return out
 
 
 def launcher(res):
-    """Prefix that starts one rank per GPU; empty for single-process rules."""
+    """Prefix that starts every rank; empty for single-process rules.
+
+    srun gets the whole geometry (nodes, tasks, tasks per node, CPUs per task) on its command
+    line: the job-step plugin strips the SLURM_* variables of the allocation before the rule
+    runs, so a bare `srun` would start one task. `--gpu-bind=none` lets each rank see the
+    node's GPUs and pick `cuda:SLURM_LOCALID` (mplug.train.distributed)."""
     gpus, nodes = res.get("gpus_per_node", 0), res.get("nodes", 1)
+    per_node, tasks = ranks(res)
     kind = config.get("launcher", "srun")
-    if gpus * nodes <= 1 or kind == "none":
+    if tasks <= 1 or kind == "none":
         return ""
     if kind == "srun":
-        # inherits the allocation's --ntasks; each rank reads SLURM_PROCID/SLURM_NTASKS
-        return "srun --kill-on-bad-exit=1"
+        cpus, _ = cpus_and_mem(res)
+        gpu = f" --gres=gpu:{gpus} --gpu-bind=none" if gpus else ""
+        return (f"srun --kill-on-bad-exit=1 --nodes={nodes} --ntasks={tasks}"
+                f" --ntasks-per-node={per_node} --cpus-per-task={cpus}{gpu}")
     if nodes > 1:
         raise ValueError("launcher torchrun starts ranks on one node only; use launcher: srun "
                          f"or resources nodes: 1 (asked for {nodes} nodes)")
-    return f"torchrun --standalone --nproc_per_node={gpus} --no-python"
+    return f"torchrun --standalone --nproc_per_node={per_node} --no-python"
+
+
+def _cluster_names():
+    """[(partition|account, name, config key)] for every partition and account the config names."""
+    out = []
+
+    def add(path, res):
+        for key, what in (("slurm_partition", "partition"), ("slurm_account", "account")):
+            if (res or {}).get(key):
+                out.append((what, str(res[key]), f"{path}.{key}"))
+
+    add("resources.default", config["resources"]["default"])
+    for name, res in config["resources"].get("rules", {}).items():
+        add(f"resources.rules.{name}", res)
+    for sec in ("pretrain", "finetune", "evaluate", "bench"):
+        for job, entry in config[sec].items():
+            add(f"{sec}.{job}.resources", entry.get("resources"))
+    if CLUSTER.get("cpu_partition"):
+        out.append(("partition", str(CLUSTER["cpu_partition"]), "resources.cluster.cpu_partition"))
+    return out
+
+
+def _query(cmd):
+    import subprocess
+
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout.split() if res.returncode == 0 else None
+
+
+def check_cluster(executor):
+    """Before the first submission: every partition and account the config names exists on this
+    cluster (and a job without a partition has a default one), else one message naming each
+    config key: a wrong name would otherwise fail job after job in sbatch."""
+    if executor != "slurm":
+        return
+    import getpass
+
+    parts = _query(["sinfo", "-h", "-o", "%P"])  # the default partition carries a '*'
+    known = {"partition": {p.rstrip("*") for p in parts} if parts else None,
+             "account": _query(["sacctmgr", "-n", "-P", "list", "assoc",
+                                f"user={getpass.getuser()}", "format=account"])}
+    bad = [f"  {key}: {what} {name!r} is not one of this cluster's: "
+           + ", ".join(sorted(set(known[what])))
+           for what, name, key in _cluster_names() if known[what] and name not in known[what]]
+    if parts and not any(p.endswith("*") for p in parts) and \
+            not config["resources"]["default"].get("slurm_partition"):
+        bad.append("  resources.default.slurm_partition: not set, and this cluster has no "
+                   "default partition; choose one of " + ", ".join(sorted(known["partition"])))
+    if bad:
+        raise WorkflowError(f"SLURM partition/account check of {CONFIGFILE} failed, nothing "
+                            "was submitted:\n" + "\n".join(bad))
+
+
+onstart:
+    check_cluster(getattr(workflow.executor_plugin, "name", None))
+
+
+# Shell pieces shared by the rules. Every attempt appends to the rule's log under a header
+# (a retry or a requeued job keeps the earlier attempts' logs).
+ATTEMPT = ('echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) attempt on $(hostname),'
+           ' SLURM job ${{SLURM_JOB_ID:-none}}" >> {log:q}; ')
+# A training rule that exited 75 (checkpoint written on the early signal or SIGTERM) inside a
+# SLURM job puts the job back into the queue: it restarts with the same job id, resumes from the
+# checkpoint, and costs no Snakemake retry. A user's `scancel` ends the job for good instead.
+REQUEUE_ON_75 = ('if [ "$rc" -eq 75 ] && [ -n "${{SLURM_JOB_ID:-}}" ]; then'
+                 ' echo "== exit 75: requeueing SLURM job $SLURM_JOB_ID" >> {log:q};'
+                 ' scontrol requeue "$SLURM_JOB_ID" >> {log:q} 2>&1 && sleep 300; fi; exit $rc')
 
 
 def res_fn(rule_name, job_of=None):
@@ -145,13 +284,13 @@ def res_fn(rule_name, job_of=None):
     def get(key):
         def fn(wildcards):
             job_res = job_of(wildcards) if job_of else None
-            return slurm_resources(merged_resources(rule_name, job_res)).get(key)
+            return slurm_resources(merged_resources(rule_name, job_res), rule_name).get(key)
 
         return fn
 
     keys = ("nodes", "mem_mb", "runtime", "cpus_per_task", "slurm_partition", "slurm_account",
             "constraint", "slurm_extra", "gres", "tasks_per_gpu", "tasks", "mpi")
-    static = slurm_resources(merged_resources(rule_name))
+    static = slurm_resources(merged_resources(rule_name), rule_name)
     # a key is declared when the rule-level or any job-level setting uses it
     jobs = [None]
     if job_of is not None:
@@ -159,14 +298,14 @@ def res_fn(rule_name, job_of=None):
                  for s in config[sec].values()]
     used = set(static)
     for j in jobs:
-        used |= set(slurm_resources(merged_resources(rule_name, j)))
+        used |= set(slurm_resources(merged_resources(rule_name, j), rule_name))
     return {k: get(k) for k in keys if k in used}
 
 
 def threads_of(rule_name, job_of=None):
     def fn(wildcards):
         job_res = job_of(wildcards) if job_of else None
-        return merged_resources(rule_name, job_res)["cpus_per_task"]
+        return cpus_and_mem(merged_resources(rule_name, job_res))[0]
 
     return fn
 
@@ -205,9 +344,9 @@ def all_bench_outputs():
 
 
 def table_inputs(n):
-    """The files the report reads for Table n: mplug.config.table_inputs resolves the report's
-    own map (mplug.report.mapping.CELLS) in this run's layout, so the two cannot disagree."""
-    return mcfg.table_inputs(config, n)
+    """The files the report reads for Table n: the report's own map (mplug.report.mapping.CELLS)
+    resolved in this run's layout, so the two cannot disagree."""
+    return report_map.table_files(config, n)
 
 
 def report_inputs():
@@ -215,7 +354,7 @@ def report_inputs():
     for n in config["report"]["tables"]:
         out += table_inputs(n)
     if config["report"].get("figures", True):
-        out += mcfg.figure_inputs(config)
+        out += report_map.figure_files(config)
     return list(dict.fromkeys(out))
 
 

@@ -18,23 +18,22 @@ if SYNTH:
         log:
             _log("synth", "synth"),
         threads: threads_of("synth")
-        priority: 50  # the root of the critical path: before the independent benchmarks
+        priority: PRIORITY["synth"]  # the root of the critical path: before the benchmarks
         resources:
             **res_fn("synth"),
         conda:
             "../../envs/data.yaml"
         shell:
-            "{params.mplug} data synth --out {params.out} --seed {params.seed}"
-            " --scale {params.scale} --quiet > {log} 2>&1"
+            ATTEMPT
+            + "{params.mplug} data synth --out {params.out:q} --seed {params.seed:q}"
+            " --scale {params.scale:q} --quiet >> {log:q} 2>&1"
 
 else:
 
-    localrules:
-        download,
-
     rule download:
-        """Fetch one source into resources/<name>/ (resumable, checksummed); runs on the
-        submit host, which has internet."""
+        """Fetch one source into resources/<name>/ (resumable, checksummed). A cluster job
+        (CPU partition, `resources.rules.download`): img2dataset's processes and threads do not
+        belong on a shared login node; the partition's nodes need internet access."""
         output:
             f"{RESOURCES_DIR}/{{download}}/download.json",
         params:
@@ -42,11 +41,15 @@ else:
             mplug=MPLUG,
         log:
             _log("download", "{download}"),
+        threads: threads_of("download")
+        resources:
+            **res_fn("download"),
         conda:
             "../../envs/data.yaml"
         shell:
-            "{params.mplug} data download {wildcards.download} --dest {params.dest}/"
-            " > {log} 2>&1"
+            ATTEMPT
+            + "{params.mplug} data download {wildcards.download:q} --dest {params.dest:q}/"
+            " >> {log:q} 2>&1"
 
     rule preprocess:
         """Raw downloads -> data/RUN/<dataset>/<split>.jsonl + stats.json (Table 12's counts)."""
@@ -69,5 +72,6 @@ else:
         conda:
             "../../envs/data.yaml"
         shell:
-            "{params.mplug} data preprocess {wildcards.dataset} --src {params.src}/"
-            " --out {params.out}/ --no-progress > {log} 2>&1"
+            ATTEMPT
+            + "{params.mplug} data preprocess {wildcards.dataset:q} --src {params.src:q}/"
+            " --out {params.out:q}/ --no-progress >> {log:q} 2>&1"

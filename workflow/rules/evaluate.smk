@@ -31,7 +31,8 @@ rule evaluate:
     conda:
         "../../envs/eval.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} evaluate {params.task}"
-        " --config {params.config} --model {params.arch} --checkpoint {input.ckpt}"
-        " --data {params.data} --dataset {params.dataset} --split {wildcards.split}"
-        " --out {output} {params.flags} > {log} 2>&1"
+        ATTEMPT
+        + "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} evaluate {params.task:q}"
+        " --config {params.config:q} --model {params.arch:q} --checkpoint {input.ckpt:q}"
+        " --data {params.data:q} --dataset {params.dataset:q} --split {wildcards.split:q}"
+        " --out {output:q} {params.flags} >> {log:q} 2>&1"

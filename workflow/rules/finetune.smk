@@ -36,7 +36,9 @@ rule finetune:
     conda:
         "../../envs/train.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} train finetune {params.task}"
-        " --config {params.config} --model {params.arch} --stage {wildcards.job}"
-        " --data {params.data} --init {input.init} --out {params.out} --resume latest"
-        " > {log} 2>&1"
+        ATTEMPT
+        + "rc=0; OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} train finetune"
+        " {params.task:q} --config {params.config:q} --model {params.arch:q} --stage {wildcards.job:q}"
+        " --data {params.data:q} --init {input.init:q} --out {params.out:q} --resume latest"
+        " >> {log:q} 2>&1 || rc=$?; "
+        + REQUEUE_ON_75

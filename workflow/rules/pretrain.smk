@@ -18,7 +18,7 @@ if not OFFICIAL:
             arch=lambda wc: MODELS[wc.model]["arch"],
             data=DATA_ROOT,
             out=lambda wc: ckpt_dir(wc.model, wc.stage),
-            init=lambda wc, input: f"--init {input.init[0]}" if input.init
+            init=lambda wc, input: f"--init {shlex.quote(input.init[0])}" if input.init
             else scratch_init_flags(wc.model, wc.stage),
             launcher=launcher_of("pretrain", _pretrain_job),
             mplug=MPLUG,
@@ -34,16 +34,18 @@ if not OFFICIAL:
             model=_alt(MODELS),
             stage=_alt(config["pretrain"]),
         threads: threads_of("pretrain", _pretrain_job)
-        priority: 40  # every fine-tune and zero-shot job waits for pretraining
+        priority: PRIORITY["pretrain"]  # every fine-tune and zero-shot job waits for it
         resources:
             **res_fn("pretrain", _pretrain_job),
         conda:
             "../../envs/train.yaml"
         shell:
-            "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} train pretrain"
-            " --config {params.config} --model {params.arch} --stage {wildcards.stage}"
-            " --data {params.data} --out {params.out} {params.init} --resume latest"
-            " > {log} 2>&1"
+            ATTEMPT
+            + "rc=0; OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} train pretrain"
+            " --config {params.config:q} --model {params.arch:q} --stage {wildcards.stage:q}"
+            " --data {params.data:q} --out {params.out:q} {params.init} --resume latest"
+            " >> {log:q} 2>&1 || rc=$?; "
+            + REQUEUE_ON_75
 
 else:
 
@@ -67,4 +69,5 @@ else:
         conda:
             "../../envs/train.yaml"
         shell:
-            "{params.mplug} convert --model {params.arch} {input} {output.model} > {log} 2>&1"
+            ATTEMPT
+            + "{params.mplug} convert --model {params.arch:q} {input:q} {output.model:q} >> {log:q} 2>&1"

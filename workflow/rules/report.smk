@@ -24,8 +24,9 @@ rule report:
     conda:
         "../../envs/report.yaml"
     shell:
-        "{params.mplug} report --config {params.config} --results {params.results}"
-        " --data {params.data} --out {params.out} {params.extra} > {log} 2>&1"
+        ATTEMPT
+        + "{params.mplug} report --config {params.config:q} --results {params.results:q}"
+        " --data {params.data:q} --out {params.out:q} {params.extra} >> {log:q} 2>&1"
 
 
 # table01 ... table12: just the results one table needs (render them with the `report` target).

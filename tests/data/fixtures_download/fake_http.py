@@ -9,6 +9,13 @@ Paths (each serves `FakeServer.payload` unless said otherwise):
   /flaky/<n>        first `flaky_failures` requests get HTTP 503
   /norange/<n>      ignores Range (always 200 with the whole body)
   /missing/<n>      404
+  /norange-drop/<n> ignores Range and sends only the first half (every try restarts at byte 0);
+                    after `give_up_after` requests it answers 404, so a client that retries
+                    forever still ends (tests then count the requests)
+  /trickle/<n>      honours Range but sends at most `trickle` bytes per request, then closes
+  /html/<n>         while `html` is set: 200 with an HTML error page (Content-Type text/html)
+  /badrange/<n>     a Range request gets 206 whose Content-Range starts at byte 0 (and the body
+                    from 0); a request without Range is served normally
 Every request's path and Range header are recorded in `server.requests`.
 """
 from __future__ import annotations
@@ -25,6 +32,9 @@ class FakeServer:
         self.cut = len(payload) // 3
         self.slow_s = slow_s
         self.flaky_failures = flaky_failures
+        self.give_up_after = 40
+        self.trickle = 1000
+        self.html = True
         self.requests: list[tuple[str, str | None]] = []
         self.hits: collections.Counter = collections.Counter()
         self.files: dict[str, bytes] = {}  # /files/<name> -> bytes (for whole-dataset tests)
@@ -46,11 +56,28 @@ class FakeServer:
                     return self._status(404)
                 if kind == "flaky" and n <= server.flaky_failures:
                     return self._status(503)
+                if kind == "norange-drop" and n > server.give_up_after:
+                    return self._status(404)
+                if kind == "html" and server.html:
+                    page = b"<html><body><h1>Service temporarily unavailable</h1></body></html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                    return
                 if kind == "slow":
                     time.sleep(server.slow_s)
                 start = 0
                 rng = self.headers.get("Range")
-                if rng and kind != "norange":
+                if rng and kind == "badrange":
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{len(body)}")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                if rng and kind not in ("norange", "norange-drop"):
                     start = int(rng.split("=")[1].split("-")[0])
                     if start >= len(body):
                         self.send_response(416)
@@ -67,6 +94,14 @@ class FakeServer:
                 rest = body[start:]
                 if kind == "drop-once" and n == 1:
                     self.wfile.write(rest[: len(rest) // 2])
+                    self.close_connection = True
+                    return
+                if kind == "norange-drop":
+                    self.wfile.write(rest[: len(rest) // 2])
+                    self.close_connection = True
+                    return
+                if kind == "trickle":
+                    self.wfile.write(rest[: server.trickle])
                     self.close_connection = True
                     return
                 if kind == "truncated":
