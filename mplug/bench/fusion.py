@@ -17,7 +17,7 @@ Paper shapes by default: width 768, 6 fusion layers, 577 visual tokens (ViT-B/16
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from mplug.bench.common import envelope, format_table, measure_interleaved, parse_dtype, setup

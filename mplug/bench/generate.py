@@ -131,66 +131,74 @@ def profile_top(fn, n: int = 15) -> list[dict[str, Any]]:
              "share": e.self_cpu_time_total / total} for e in events[:n]]
 
 
-def run_generate(opts: GenerateBenchOptions, progress: bool = True) -> dict[str, Any]:
-    """Measure both decoding paths for every task; return the bench/generate.json object."""
+def _bench_task(task: str, opts: GenerateBenchOptions, device, dtype) -> tuple[dict, dict, list | None]:
+    """One task's row: plain vs cached decoding (and the breakdown / profile when asked)."""
     import torch
 
     from mplug.models import build_model
     from mplug.models.generation import beam_search
+
+    model = build_model(opts.model, task, **_overrides(opts)).to(device, dtype).eval()
+    cfg = model.cfg
+    batch = _batch(model, task, opts, device, dtype)
+    dec = opts.decoding(task)
+    out: dict[Any, Any] = {}
+    with torch.no_grad():
+        memory = _memory(model, task, batch)
+
+    def e2e(use_cache: bool):
+        def fn():
+            out[use_cache] = model.generate(batch, use_cache=use_cache, **dec)
+        return fn
+
+    def decode(use_cache: bool):
+        @torch.no_grad()
+        def fn():
+            out["decode", use_cache] = beam_search(model.text_decoder, *memory,
+                                                   use_cache=use_cache, **dec,
+                                                   **model._gen_kwargs())
+        return fn
+
+    fns = {"plain": e2e(False), "cached": e2e(True)}
+    if opts.breakdown:
+        fns.update({"encode": torch.no_grad()(lambda: _memory(model, task, batch)),
+                    "plain_decode": decode(False), "cached_decode": decode(True)})
+    t = measure_interleaved(fns, device, opts.warmup, opts.repeats)
+    (ids_p, sc_p), (ids_c, sc_c) = out[False], out[True]
+    identical = ids_p.shape == ids_c.shape and bool(torch.equal(ids_p, ids_c))
+    if opts.breakdown:  # the decode-only calls must give the same ids as well
+        identical = identical and all(torch.equal(out["decode", c][0], ids_c) for c in (False, True))
+    row = {"task": task, "model": opts.model, "batch": opts.batch, "image_res": cfg.vision.image_res,
+           "n_memory": cfg.vision.n_tokens + (opts.question_len if task == "vqa" else 0),
+           **{k: v for k, v in dec.items()}, "generated_len": int(ids_c.size(-1)),
+           "plain_s": t["plain"].time_s, "cached_s": t["cached"].time_s,
+           "plain_median_s": t["plain"].median_s, "cached_median_s": t["cached"].median_s,
+           "speedup": t["plain"].time_s / t["cached"].time_s}
+    if opts.breakdown:
+        row.update({"encode_s": t["encode"].time_s, "plain_decode_s": t["plain_decode"].time_s,
+                    "cached_decode_s": t["cached_decode"].time_s,
+                    "decode_speedup": t["plain_decode"].time_s / t["cached_decode"].time_s})
+    row.update({"target": f">= {TARGETS[task]:g}x (end to end, default settings)",
+                "identical_sequences": identical,
+                "max_score_diff": float((sc_p.float() - sc_c.float()).abs().max()) if identical else None})
+    repeats = {name: [round(x, 4) for x in tm.repeats_s] for name, tm in t.items()}
+    profile = profile_top(e2e(True)) if opts.profile else None
+    return row, repeats, profile
+
+
+def run_generate(opts: GenerateBenchOptions, progress: bool = True) -> dict[str, Any]:
+    """Measure both decoding paths for every task; return the bench/generate.json object."""
+
 
     opts.validate()
     device = setup(opts.threads, opts.device)
     dtype = parse_dtype(opts.dtype)
     rows, profiles, repeats = [], {}, {}
     for task in opts.tasks:
-        model = build_model(opts.model, task, **_overrides(opts)).to(device, dtype).eval()
-        cfg = model.cfg
-        batch = _batch(model, task, opts, device, dtype)
-        dec = opts.decoding(task)
-        out: dict[Any, Any] = {}
-        with torch.no_grad():
-            memory = _memory(model, task, batch)
-
-        def e2e(use_cache: bool):
-            def fn():
-                out[use_cache] = model.generate(batch, use_cache=use_cache, **dec)
-            return fn
-
-        def decode(use_cache: bool):
-            @torch.no_grad()
-            def fn():
-                out["decode", use_cache] = beam_search(model.text_decoder, *memory,
-                                                       use_cache=use_cache, **dec,
-                                                       **model._gen_kwargs())
-            return fn
-
-        fns = {"plain": e2e(False), "cached": e2e(True)}
-        if opts.breakdown:
-            fns.update({"encode": torch.no_grad()(lambda: _memory(model, task, batch)),
-                        "plain_decode": decode(False), "cached_decode": decode(True)})
-        t = measure_interleaved(fns, device, opts.warmup, opts.repeats)
-        (ids_p, sc_p), (ids_c, sc_c) = out[False], out[True]
-        identical = ids_p.shape == ids_c.shape and bool(torch.equal(ids_p, ids_c))
-        if opts.breakdown:  # the decode-only calls must give the same ids as well
-            identical = identical and all(torch.equal(out["decode", c][0], ids_c) for c in (False, True))
-        row = {"task": task, "model": opts.model, "batch": opts.batch, "image_res": cfg.vision.image_res,
-               "n_memory": cfg.vision.n_tokens + (opts.question_len if task == "vqa" else 0),
-               **{k: v for k, v in dec.items()}, "generated_len": int(ids_c.size(-1)),
-               "plain_s": t["plain"].time_s, "cached_s": t["cached"].time_s,
-               "plain_median_s": t["plain"].median_s, "cached_median_s": t["cached"].median_s,
-               "speedup": t["plain"].time_s / t["cached"].time_s}
-        if opts.breakdown:
-            row.update({"encode_s": t["encode"].time_s, "plain_decode_s": t["plain_decode"].time_s,
-                        "cached_decode_s": t["cached_decode"].time_s,
-                        "decode_speedup": t["plain_decode"].time_s / t["cached_decode"].time_s})
-        row.update({"target": f">= {TARGETS[task]:g}x (end to end, default settings)",
-                    "identical_sequences": identical,
-                    "max_score_diff": float((sc_p.float() - sc_c.float()).abs().max()) if identical else None})
-        repeats[task] = {name: [round(x, 4) for x in tm.repeats_s] for name, tm in t.items()}
+        row, repeats[task], profile = _bench_task(task, opts, device, dtype)
         rows.append(row)
-        if opts.profile:
-            profiles[task] = profile_top(e2e(True))
-        del model
+        if profile is not None:
+            profiles[task] = profile
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()}
     extra = {"profile": profiles} if opts.profile else {}
     return envelope("generate", rows, settings, device=device, repeats_s=repeats, **extra,

@@ -75,51 +75,54 @@ def _model(name: str, opts: RetrievalBenchOptions, device, dtype):
     return build_model(name, "retrieval", **over).to(device, dtype).eval()
 
 
+def _bench_model(name: str, opts: RetrievalBenchOptions, device, dtype) -> dict[str, Any]:
+    """One model's row: the plain and the cached ITM rerank on the same features."""
+    import torch
+
+    model = _model(name, opts, device, dtype)
+    d = model.cfg.text.hidden
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(opts.images, opts.n_visual, d, generator=g).to(device, dtype)  # (I, N, D)
+    vm = torch.ones(opts.images, opts.n_visual, dtype=torch.long, device=device)
+    t = torch.randn(opts.k, opts.n_text, d, generator=g).to(device, dtype)  # (k, L, D)
+    lengths = torch.randint(opts.n_text // 2, opts.n_text + 1, (opts.k,), generator=g)
+    tm = (torch.arange(opts.n_text)[None] < lengths[:, None]).long().to(device)  # padded texts
+    out: dict[str, list] = {"plain": [], "cached": []}
+
+    def plain():
+        out["plain"] = []
+        for i in range(opts.images):  # the evaluator's loop: chunks of (image repeated, text)
+            for a in range(0, opts.k, opts.chunk):
+                b = min(a + opts.chunk, opts.k) - a
+                out["plain"].append(model.itm_scores(
+                    v[i:i + 1].expand(b, -1, -1), t[a:a + b], tm[a:a + b], vm[i:i + 1].expand(b, -1)))
+
+    def cached():
+        out["cached"] = [model.itm_scores_cached(v[i:i + 1], t, tm, vm[i:i + 1], chunk=opts.chunk)
+                         for i in range(opts.images)]
+
+    timings = measure_interleaved({"plain": plain, "cached": cached}, device, opts.warmup, opts.repeats)
+    diff = (torch.cat(out["plain"]).float() - torch.cat(out["cached"]).float()).abs().max().item()
+    pairs = opts.images * opts.k
+    tp, tc = timings["plain"], timings["cached"]
+    fe = model.fusion_encoder
+    return {"model": name, "stride": model.cfg.stride, "layers": "".join(
+        "C" if kd == "connected" else "A" for kd in fe.kinds),
+        "cached_layers": fe.first_visual_change, "k": opts.k, "images": opts.images,
+        "n_visual": opts.n_visual, "n_text": opts.n_text, "width": d,
+        "plain_s": tp.time_s, "cached_s": tc.time_s, "plain_median_s": tp.median_s,
+        "cached_median_s": tc.median_s, "plain_ms_per_pair": 1000 * tp.time_s / pairs,
+        "cached_ms_per_pair": 1000 * tc.time_s / pairs, "speedup": tp.time_s / tc.time_s,
+        "max_abs_diff": diff, "equal_within_1e-5": bool(diff <= TOLERANCE)}
+
+
 def run_retrieval(opts: RetrievalBenchOptions, progress: bool = True) -> dict[str, Any]:
     """Measure both paths for every model; return the bench/retrieval.json object."""
-    import torch
 
     opts.validate()
     device = setup(opts.threads, opts.device)
     dtype = parse_dtype(opts.dtype)
-    rows = []
-    for name in opts.models:
-        model = _model(name, opts, device, dtype)
-        d = model.cfg.text.hidden
-        g = torch.Generator().manual_seed(0)
-        v = torch.randn(opts.images, opts.n_visual, d, generator=g).to(device, dtype)  # (I, N, D)
-        vm = torch.ones(opts.images, opts.n_visual, dtype=torch.long, device=device)
-        t = torch.randn(opts.k, opts.n_text, d, generator=g).to(device, dtype)  # (k, L, D)
-        lengths = torch.randint(opts.n_text // 2, opts.n_text + 1, (opts.k,), generator=g)
-        tm = (torch.arange(opts.n_text)[None] < lengths[:, None]).long().to(device)  # padded texts
-        out: dict[str, list] = {"plain": [], "cached": []}
-
-        def plain():
-            out["plain"] = []
-            for i in range(opts.images):  # the evaluator's loop: chunks of (image repeated, text)
-                for a in range(0, opts.k, opts.chunk):
-                    b = min(a + opts.chunk, opts.k) - a
-                    out["plain"].append(model.itm_scores(
-                        v[i:i + 1].expand(b, -1, -1), t[a:a + b], tm[a:a + b], vm[i:i + 1].expand(b, -1)))
-
-        def cached():
-            out["cached"] = [model.itm_scores_cached(v[i:i + 1], t, tm, vm[i:i + 1], chunk=opts.chunk)
-                             for i in range(opts.images)]
-
-        timings = measure_interleaved({"plain": plain, "cached": cached}, device, opts.warmup, opts.repeats)
-        diff = (torch.cat(out["plain"]).float() - torch.cat(out["cached"]).float()).abs().max().item()
-        pairs = opts.images * opts.k
-        tp, tc = timings["plain"], timings["cached"]
-        fe = model.fusion_encoder
-        rows.append({"model": name, "stride": model.cfg.stride, "layers": "".join(
-            "C" if kd == "connected" else "A" for kd in fe.kinds),
-            "cached_layers": fe.first_visual_change, "k": opts.k, "images": opts.images,
-            "n_visual": opts.n_visual, "n_text": opts.n_text, "width": d,
-            "plain_s": tp.time_s, "cached_s": tc.time_s, "plain_median_s": tp.median_s,
-            "cached_median_s": tc.median_s, "plain_ms_per_pair": 1000 * tp.time_s / pairs,
-            "cached_ms_per_pair": 1000 * tc.time_s / pairs, "speedup": tp.time_s / tc.time_s,
-            "max_abs_diff": diff, "equal_within_1e-5": bool(diff <= TOLERANCE)})
-        del model
+    rows = [_bench_model(name, opts, device, dtype) for name in opts.models]
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()}
     return envelope("retrieval", rows, settings, device=device, target=f">= {TARGET}x for mplug_large at paper shapes",
                     timed="ITM rerank of k candidates per image (fusion + ITM head); features not timed")

@@ -152,8 +152,8 @@ def _one_row(opts: TrainBenchOptions, setting: str, precision: str, ckpt: bool, 
            "samples_per_s": opts.batch * opts.steps / elapsed, "step_s": elapsed / opts.steps,
            "peak_mem_gb": peak / 1024 ** 3, "engine": info.describe(),
            "paper_samples_per_s": PAPER[setting]}
-    engine.destroy() if hasattr(engine, "destroy") else None
-    del engine, model
+    if hasattr(engine, "destroy"):
+        engine.destroy()
     return row
 
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mplug.bench.common import envelope, format_table, measure
+from mplug.bench.common import envelope, format_table, measure_interleaved
 from mplug.errors import ConfigError
 
 
@@ -48,12 +48,12 @@ def run_video(opts: VideoBenchOptions) -> dict[str, Any]:
         for ext, codec in ((".mp4", "h264"), (".avi", "mpeg4/xvid")):
             path = write_video(Path(tmp) / f"v{ext}", opts.frames, opts.width, opts.height, opts.fps)
 
-            def decode() -> None:
+            def decode(path: Path = path) -> None:
                 for _ in range(opts.videos):
                     frames, _info = read_video_file(path, opts.num_frames)
                     assert len(frames) == opts.num_frames
 
-            t = measure(decode, "cpu", warmup=1, repeats=opts.repeats)
+            t = measure_interleaved({"decode": decode}, "cpu", warmup=1, repeats=opts.repeats)["decode"]
             decoded = opts.videos * opts.num_frames
             rows.append({"container": ext, "codec": codec, "frames_per_s": decoded / t.time_s,
                          "videos_per_s": opts.videos / t.time_s, **t.to_dict()})

@@ -6,7 +6,7 @@ import pickle
 from pathlib import Path
 
 from mplug.data import formats
-from mplug.data.preprocess import Ctx, MediaChecker, Split, finish, get, keep, load_json, load_jsonl, rel
+from mplug.data.preprocess_common import Ctx, MediaChecker, Split, finish, get, keep, load_json, load_jsonl, rel
 from mplug.errors import DataError
 
 # ----------------------------------------------------------------- Karpathy splits (COCO, Flickr30K)
@@ -237,7 +237,8 @@ def grounding(ctx: Ctx, dataset: str) -> dict:
     if not inst_path.exists():
         raise DataError(f"{inst_path}: not found; run `mplug data download {source} --dest {ctx.src}`")
     inst = load_json(inst_path)
-    images = {get(im, "id", f"{inst_path}: images[{i}]"): im for i, im in enumerate(get(inst, "images", str(inst_path), list))}
+    images = {get(im, "id", f"{inst_path}: images[{i}]"): im
+              for i, im in enumerate(get(inst, "images", str(inst_path), list))}
     anns = {get(a, "id", f"{inst_path}: annotations[{i}]"): a
             for i, a in enumerate(get(inst, "annotations", str(inst_path), list))}
     folder, checker = ctx.out / dataset, MediaChecker(ctx.check)
@@ -319,7 +320,7 @@ def snli_ve(ctx: Ctx) -> dict:
             path = ctx.need("albef_data", f"data/ve_{split}.json")
             rows = [(f"{path}: [{i}]", o, get(o, "image", f"{path}: [{i}]"), o.get("sentence"), o.get("label"),
                      f"{split}-{i}") for i, o in enumerate(load_json(path))]
-        for where, obj, image_id, hyp, label, pair_id in ctx.bar(rows, f"snli_ve {split}"):
+        for where, _obj, image_id, hyp, label, pair_id in ctx.bar(rows, f"snli_ve {split}"):
             if label not in ("entailment", "neutral", "contradiction"):
                 raise DataError(f"{where}: label {label!r} is not entailment/neutral/contradiction")
             if not isinstance(hyp, str) or not hyp.strip():

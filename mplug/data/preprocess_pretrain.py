@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mplug.data import formats, webshards
-from mplug.data.preprocess import Ctx, MediaChecker, Split, get, load_json, log, rel
-from mplug.data.preprocess_image import _REF, _coco_image, _karpathy, _karpathy_split, load_refs
+from mplug.data.preprocess_common import Ctx, MediaChecker, Split, get, load_json, log, rel
+from mplug.data.preprocess_image import _coco_image, _karpathy, _karpathy_split, load_refs
 from mplug.data.sources import SOURCES
 from mplug.errors import DataError
 from mplug.utils.io import atomic_write_text

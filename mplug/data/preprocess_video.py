@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 from mplug.data import formats
-from mplug.data.preprocess import Ctx, MediaChecker, Split, finish, get, keep, load_json, load_jsonl, rel
+from mplug.data.preprocess_common import Ctx, MediaChecker, Split, finish, get, keep, load_json, load_jsonl, rel
 from mplug.errors import DataError
 from mplug.utils.io import read_utf8
 
@@ -29,7 +29,8 @@ def msrvtt_retrieval(ctx: Ctx) -> dict:
         reader = csv.DictReader(fh)
         missing = {"key", "video_id", "sentence"} - set(reader.fieldnames or ())
         if missing:
-            raise DataError(f"{path}:1: header lacks column(s) {sorted(missing)}; expected key,vid_key,video_id,sentence")
+            raise DataError(f"{path}:1: header lacks column(s) {sorted(missing)}; "
+                            "expected key,vid_key,video_id,sentence")
         by_video: dict[str, dict] = {}
         for lineno, row in enumerate(reader, 2):
             if not row["video_id"] or not (row["sentence"] or "").strip():

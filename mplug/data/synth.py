@@ -245,8 +245,10 @@ def gen_vqa(c: Ctx, s: Scale) -> Out:
         col = B.backoff_predict(
             [(((r["question"], colours[r["question_id"]]), r["question"]), r["multiple_choice_answer"])
              for r in train], [((r["question"], colours[r["question_id"]]), r["question"]) for r in ev])
-        score = lambda preds: round(100 * sum(B.vqa_accuracy(p, r["answers"]) for p, r in zip(preds, ev))
-                                    / len(ev), 2)
+
+        def score(preds, ev=ev) -> float:
+            return round(100 * sum(B.vqa_accuracy(p, r["answers"]) for p, r in zip(preds, ev)) / len(ev), 2)
+
         base[sp] = {"majority_answer": maj, "majority_acc": score([maj] * len(ev)),
                     "blind_acc": score(blind), "colour_only_acc": score(col),
                     "oracle_acc": score([r["multiple_choice_answer"] for r in ev])}
@@ -377,9 +379,14 @@ def _classification_out(splits: dict, field: str, cols: dict, chance: dict, eval
         ev = splits[sp]
         golds = [r["label"] for r in ev]
         maj = B.majority_label([r["label"] for r in train])
-        keys = lambda r: (r[field], B.template(r[field]))
+
+        def keys(r):
+            return (r[field], B.template(r[field]))
+
+        def ckeys(r):
+            return ((r[field], cols[r[idk]]), (B.template(r[field]), cols[r[idk]])) + keys(r)
+
         blind = B.backoff_predict([(keys(r), r["label"]) for r in train], [keys(r) for r in ev])
-        ckeys = lambda r: ((r[field], cols[r[idk]]), (B.template(r[field]), cols[r[idk]])) + keys(r)
         col = B.backoff_predict([(ckeys(r), r["label"]) for r in train], [ckeys(r) for r in ev])
         base[sp] = {"majority_label": maj, "majority_acc": round(100 * B.accuracy([maj] * len(ev), golds), 2),
                     "blind_acc": round(100 * B.accuracy(blind, golds), 2),
@@ -440,7 +447,10 @@ def gen_video_qa(c: Ctx, s: Scale) -> Out:
     golds = [r["answer"] for r in test]
     maj = B.majority_label([r["answer"] for r in train])
     blind = B.backoff_predict([((r["question"],), r["answer"]) for r in train], [(r["question"],) for r in test])
-    ck = lambda r: ((r["question"], cols[r["question_id"]]), r["question"])
+
+    def ck(r):
+        return ((r["question"], cols[r["question_id"]]), r["question"])
+
     col = B.backoff_predict([(ck(r), r["answer"]) for r in train], [ck(r) for r in test])
     answer_list = _by_frequency([r["answer"] for r in train])
     return Out(splits, len(test), {"test": {"acc": round(100 / len(answer_list), 2)}},
@@ -463,7 +473,8 @@ def gen_video_caption(c: Ctx, s: Scale, train_caps: list[str]) -> Out:
     const = B.majority_label(train_caps)
     colour_only = {k: " and ".join(f"a {o.colour} shape moves" for o in scenes[k]) for k in refs}
     return Out({"test": recs}, 10 * len(recs), {},
-               {"test": {"blind_constant_caption": const, "blind_constant_cider": B.cider({k: const for k in refs}, refs),
+               {"test": {"blind_constant_caption": const,
+                         "blind_constant_cider": B.cider({k: const for k in refs}, refs),
                          "colour_only_cider": B.cider(colour_only, refs)}},
                notes="zero-shot; blind caption = most common coco_caption train caption")
 

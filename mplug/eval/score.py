@@ -134,7 +134,7 @@ def load_captions(pred_path, refs_path) -> tuple[dict, dict, dict]:
     if not refs:
         raise DataError(f"{refs_path}: no reference captions under 'annotations'")
     domains = {}
-    for i, img in enumerate(refs_obj.get("images", []) or []):
+    for img in refs_obj.get("images", []) or []:
         if isinstance(img, Mapping) and isinstance(img.get("domain"), str):
             domains[img.get("id")] = img["domain"]
     preds_list = _records(_load(pred_path, "predictions"), pred_path, None)

@@ -29,15 +29,15 @@ def ffn_flops(tokens: int, width: int, intermediate: int) -> int:
 
 def layer_flops(kind: str, width: int, intermediate: int, n_visual: int, n_text: int) -> int:
     """FLOPs of one fusion layer of `kind` for one example."""
-    d, i, n, l = width, intermediate, n_visual, n_text
+    d, i, n, t = width, intermediate, n_visual, n_text
     if kind == ASYMMETRIC:
-        return self_attention_flops(l, d) + cross_attention_flops(l, n, d) + ffn_flops(l, d, i)
+        return self_attention_flops(t, d) + cross_attention_flops(t, n, d) + ffn_flops(t, d, i)
     if kind == CONNECTED:
-        return self_attention_flops(n + l, d) + ffn_flops(n + l, d, i)
+        return self_attention_flops(n + t, d) + ffn_flops(n + t, d, i)
     if kind == TWO_STREAM:
-        return (self_attention_flops(l, d) + self_attention_flops(n, d)
-                + cross_attention_flops(l, n, d) + cross_attention_flops(n, l, d)
-                + ffn_flops(l, d, i) + ffn_flops(n, d, i))
+        return (self_attention_flops(t, d) + self_attention_flops(n, d)
+                + cross_attention_flops(t, n, d) + cross_attention_flops(n, t, d)
+                + ffn_flops(t, d, i) + ffn_flops(n, d, i))
     raise ValueError(f"unknown fusion layer kind {kind!r}")
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mplug.models.bert import KV
 from mplug.models.decoder import TextDecoder
 from mplug.models.kv_cache import KVCache
 
@@ -220,7 +219,7 @@ def rank_answers(decoder: TextDecoder, encoder_states: torch.Tensor,
     As official, the rescoring sums log p(first token) and the sequence NLL, which counts the
     first token twice; kept so that zero-shot numbers are comparable.
     """
-    q, device = encoder_states.size(0), encoder_states.device
+    q = encoder_states.size(0)
     k = min(k, answer_ids.size(0))
     kv = decoder.project_cross_kv(encoder_states)  # once per question/video
     start = answer_ids[0, 0].repeat(q, 1)  # (Q, 1) [CLS]

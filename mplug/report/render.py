@@ -104,8 +104,8 @@ def other_benchmarks(ctx: RunContext) -> list[dict]:
         src = mapping.locate_bench(ctx.config, name)
         data, reason, _ = ctx.load_source(src)
         rows = data.get("rows") if isinstance(data, dict) else None
-        out.append({"name": src.path or f"bench {name}", "reason": reason if data is None else ("" if isinstance(rows, list) else
-                                                                           "malformed: no 'rows' list"),
+        shape_reason = "" if isinstance(rows, list) else "malformed: no 'rows' list"
+        out.append({"name": src.path or f"bench {name}", "reason": reason if data is None else shape_reason,
                     "hardware": hardware_text(data.get("hardware")) if isinstance(data, dict) else "",
                     "rows": [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []})
     return out

@@ -34,7 +34,8 @@ class EngineConfig:
 
     def validate(self, where: str = "train.engine") -> "EngineConfig":
         checks = [
-            (self.zero_stage in (0, 1, 2, 3) and not isinstance(self.zero_stage, bool), f"{where}.zero_stage={self.zero_stage!r}: use 0, 1, 2 or 3"),
+            (self.zero_stage in (0, 1, 2, 3) and not isinstance(self.zero_stage, bool),
+             f"{where}.zero_stage={self.zero_stage!r}: use 0, 1, 2 or 3"),
             (self.precision in PRECISIONS, f"{where}.precision={self.precision!r}: use one of {PRECISIONS}"),
             (isinstance(self.grad_clip, (int, float)) and self.grad_clip >= 0,
              f"{where}.grad_clip={self.grad_clip!r}: must be a number >= 0 (0 disables clipping)"),

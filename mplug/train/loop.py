@@ -16,6 +16,7 @@ EX_TEMPFAIL) is raised. Rerunning the command with `--resume latest` continues f
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -24,9 +25,9 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
-from mplug.errors import MplugError
+from mplug.errors import ConfigError, MplugError
 from mplug.train import EXIT_PREEMPTED
 from mplug.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from mplug.train.deepspeed_config import EngineConfig
@@ -210,172 +211,29 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
     selection (mplug/train/evaluation.py): model.safetensors is then the best evaluated model.
     `preemption`: a signal handler the caller installed before its start-up (else one is
     installed here, around the loop)."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    from mplug.data.collate import count_bad
-    from mplug.train.evaluation import EVAL_LOG_FILE, BestKeeper
+    from mplug.train.evaluation import BestKeeper
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dist = detect()
     wall0 = time.perf_counter()
-    plan = BatchPlan(len(dataset), loop.batch_size, dist.world_size, engine_cfg.grad_accum,
-                     loop.seed)
+    plan = BatchPlan(len(dataset), loop.batch_size, dist.world_size, engine_cfg.grad_accum, loop.seed)
     # max_steps, when set, is the run length and overrides epochs (as HF Trainer's max_steps):
     # smoke runs ask for N steps over a small dataset, which takes several epochs.
     total_steps = loop.max_steps or plan.steps_per_epoch * loop.epochs
-    epochs = math.ceil(total_steps / plan.steps_per_epoch)
     set_seed(loop.seed + dist.rank)  # the training RNG stream (dropout, masking, negatives)
     engine, info = build_engine(model, optim, engine_cfg, plan.micro_batch, plan.steps_per_epoch,
                                 loop.epochs, dist, total_steps=total_steps)
-    device, dtype = engine.device, module_dtype(engine)
-
-    state = {"epoch": 0, "micro_in_epoch": 0, "step": 0, "samples": 0, "seed": loop.seed}
-    ckpt = find_checkpoint(out, resume)
-    log_path = out / LOG_FILE
-    if ckpt is not None:
-        state.update(load_checkpoint(engine, ckpt, dist.rank))
-        if state["step"] > total_steps:
-            raise ConfigError(f"--resume: {ckpt} is at step {state['step']} but this run stops at step "
-                              f"{total_steps} (--max-steps / train.max_steps); resuming would replace "
-                              f"the results with that checkpoint's weights. Pass --max-steps "
-                              f"{state['step']} or more, or use a fresh --out")
-        saved_settings = (state.pop("run", None) or {}).get("settings")
-        now_settings = (run_info or {}).get("settings")
-        if dist.is_main and saved_settings and now_settings and saved_settings != now_settings:
-            changed = sorted(k for k in set(saved_settings) | set(now_settings)
-                             if saved_settings.get(k) != now_settings.get(k))
-            log.warning("resuming with changed train settings (%s): the result will not equal an "
-                        "uninterrupted run", ", ".join(changed))
-        if dist.is_main:
-            _truncate_log(log_path, state["step"])
-            _truncate_log(out / EVAL_LOG_FILE, state["step"])
-            log.info("resumed from %s: epoch %d, step %d", ckpt, state["epoch"], state["step"])
-    else:
-        if dist.is_main:
-            for stale in (log_path, out / EVAL_LOG_FILE):
-                if stale.exists():
-                    stale.unlink()  # a fresh run: no stale records from an earlier attempt
-        if resume == "latest" and dist.is_main:
-            log.info("--resume latest: no checkpoint under %s yet, starting from step 0", out)
-    barrier()
-
-    writer = None
-    if dist.is_main and loop.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tensorboard"))
-    jsonl = open(log_path, "a", encoding="utf-8") if dist.is_main else None
-
-    group_names = [g.get("name", str(i)) for i, g in enumerate(engine.optimizer.param_groups)]
-    first: dict[str, float] = {}
-    window: dict[str, list[float]] = {}
-    bar = None
-    if dist.is_main and loop.progress:
-        from tqdm import tqdm
-
-        import sys
-
-        bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step",
-                   dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 5.0)
-
-    def checkpoint_now() -> Path:
-        return save_checkpoint(engine, out, state["step"], dict(state, run=run_info or {}),
-                               rank=dist.rank, keep=loop.keep_checkpoints)
-
+    state = _resume_state(engine, out, resume, total_steps, loop.seed, run_info, dist)
     keeper = BestKeeper(evaluator, loop.eval_every, out, dist.is_main) if evaluator else None
-    streaming = isinstance(dataset, torch.utils.data.IterableDataset)
-    engine.train()
-    t_step = time.perf_counter()
-    preempted_by = None
+    run = _Run(engine, dataset, collate_fn, plan, loop, engine_cfg, dist, out, total_steps, state,
+               step_fn, run_info or {}, keeper)
+    telemetry = _Telemetry.open(out, loop, dist, engine, total_steps, state["step"])
     try:
         with contextlib.nullcontext(preemption) if preemption else _Preemption() as pre:
-            if any_rank(pre.signal is not None):  # arrived during start-up: no step to save
-                name = signal.Signals(pre.signal or signal.SIGTERM).name
-                raise Preempted(f"{name} received while starting: no step was run after step "
-                                f"{state['step']}; rerun the same command with --resume latest "
-                                f"(exit code {EXIT_PREEMPTED} asks SLURM/Snakemake to requeue)")
-            while state["step"] < total_steps and state["epoch"] < epochs:
-                epoch = state["epoch"]
-                gen = torch.Generator().manual_seed(loop.seed * 7_919 + epoch * 104_729
-                                                    + state["micro_in_epoch"])
-                if streaming:
-                    loader = _stream(dataset, collate_fn, plan, loop, epoch, dist,
-                                     state["micro_in_epoch"])
-                else:
-                    batches = plan.epoch_batches(epoch, dist.rank)[state["micro_in_epoch"]:]
-                    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn,
-                                        num_workers=loop.num_workers, generator=gen,
-                                        persistent_workers=False)
-                acc: dict[str, float] = {}
-                for batch in loader:
-                    # skip-and-count policy: bad images were replaced by the dataset; the run
-                    # reports how many (summary.json `bad_images`, this rank's share), never
-                    # silently
-                    state["bad_images"] = state.get("bad_images", 0) + count_bad(batch)
-                    ctx = StepContext(epoch, state["step"], state["micro_in_epoch"],
-                                      plan.micro_batches_per_epoch)
-                    losses = step_fn(engine, to_device(batch, device, dtype), ctx)
-                    engine.backward(losses["loss"])
-                    engine.step()
-                    for k, v in _mean_over_ranks(_scalars(losses)).items():
-                        acc[k] = acc.get(k, 0.0) + v / engine_cfg.grad_accum
-                    state["micro_in_epoch"] += 1
-                    if state["micro_in_epoch"] % engine_cfg.grad_accum:
-                        continue  # not an accumulation boundary: DeepSpeed did not step yet
-                    state["step"] += 1
-                    state["samples"] += loop.batch_size
-                    now = time.perf_counter()
-                    rec = {"step": state["step"], "epoch": epoch, **acc,
-                           **{f"lr_{n}": g["lr"] for n, g in zip(group_names, engine.optimizer.param_groups)},
-                           "samples_per_s": loop.batch_size / max(now - t_step, 1e-9), **_memory_mb()}
-                    t_step, acc = now, {}
-                    if dist.is_main:
-                        jsonl.write(json.dumps(rec) + "\n")
-                        jsonl.flush()
-                        for k in losses:
-                            if k in rec:
-                                first.setdefault(k, rec[k])
-                                window.setdefault(k, []).append(rec[k])
-                                del window[k][:-max(1, loop.log_every)]
-                        if writer and state["step"] % loop.log_every == 0:
-                            for k, v in rec.items():
-                                if k not in ("step", "epoch"):
-                                    writer.add_scalar(f"train/{k}", v, state["step"])
-                        if bar:
-                            bar.update(1)
-                            if state["step"] % loop.log_every == 0:
-                                bar.set_postfix(loss=f"{rec.get('loss', float('nan')):.4f}",
-                                                sps=f"{rec['samples_per_s']:.1f}")
-                    done = state["step"] >= total_steps
-                    if state["micro_in_epoch"] >= plan.micro_batches_per_epoch:
-                        state["epoch"], state["micro_in_epoch"] = epoch + 1, 0
-                    if keeper and keeper.due(state["step"], done, state):
-                        keeper.run(engine, state, writer)  # before any checkpoint of this step: it holds the best
-                    stop = any_rank(pre.signal is not None)
-                    if stop:
-                        preempted_by = pre.signal or signal.SIGTERM
-                        checkpoint_now()
-                        break
-                    end_of_epoch = state["micro_in_epoch"] == 0
-                    if not done and ((loop.save_every and state["step"] % loop.save_every == 0)
-                                     or (end_of_epoch and not loop.save_every)):
-                        checkpoint_now()
-                    if done:
-                        break
-                if preempted_by is not None:
-                    break
-                if state["epoch"] == epoch and state["micro_in_epoch"] > 0:
-                    # a stream that ran short (bad samples skipped): the epoch is over
-                    state["epoch"], state["micro_in_epoch"] = epoch + 1, 0
+            preempted_by = run.train(pre, telemetry)
     finally:
-        if bar:
-            bar.close()
-        if jsonl:
-            jsonl.close()
-        if writer:
-            writer.close()
+        telemetry.close()
     if preempted_by is not None:
         name = signal.Signals(preempted_by).name
         raise Preempted(f"{name} received: stopped after step {state['step']} and wrote a "
@@ -383,7 +241,212 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
                         f"--resume latest (exit code {EXIT_PREEMPTED} asks SLURM/Snakemake to requeue)")
     if keeper and keeper.due(state["step"], True, state):
         keeper.run(engine, state)  # a run that ended short of total_steps (short stream)
-    return _finish(engine, info, out, state, first, window, wall0, dist, run_info, total_steps)
+    return _finish(engine, info, out, state, telemetry.first, telemetry.window, wall0, dist, run_info,
+                   total_steps)
+
+
+def _resume_state(engine, out: Path, resume: str | None, total_steps: int, seed: int,
+                  run_info: dict | None, dist) -> dict[str, Any]:
+    """The trainer state to start from: a checkpoint's (`--resume`), else step 0. The logs are
+    cut back to the checkpoint's step (a resumed run redoes the steps after it) or, on a fresh
+    run, removed."""
+    from mplug.train.evaluation import EVAL_LOG_FILE
+
+    state = {"epoch": 0, "micro_in_epoch": 0, "step": 0, "samples": 0, "seed": seed}
+    ckpt = find_checkpoint(out, resume)
+    logs = (out / LOG_FILE, out / EVAL_LOG_FILE)
+    if ckpt is None:
+        if dist.is_main:
+            for stale in logs:
+                stale.unlink(missing_ok=True)  # a fresh run: no stale records from an earlier attempt
+            if resume == "latest":
+                log.info("--resume latest: no checkpoint under %s yet, starting from step 0", out)
+        barrier()
+        return state
+    state.update(load_checkpoint(engine, ckpt, dist.rank))
+    if state["step"] > total_steps:
+        raise ConfigError(f"--resume: {ckpt} is at step {state['step']} but this run stops at step "
+                          f"{total_steps} (--max-steps / train.max_steps); resuming would replace "
+                          f"the results with that checkpoint's weights. Pass --max-steps "
+                          f"{state['step']} or more, or use a fresh --out")
+    saved = (state.pop("run", None) or {}).get("settings")
+    now = (run_info or {}).get("settings")
+    if dist.is_main:
+        if saved and now and saved != now:
+            changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+            log.warning("resuming with changed train settings (%s): the result will not equal an "
+                        "uninterrupted run", ", ".join(changed))
+        for path in logs:
+            _truncate_log(path, state["step"])
+        log.info("resumed from %s: epoch %d, step %d", ckpt, state["epoch"], state["step"])
+    barrier()
+    return state
+
+
+@dataclass
+class _Telemetry:
+    """Where each optimizer step is reported (main rank only): train_log.jsonl, TensorBoard, the
+    progress bar; and the first / recent loss values the summary quotes."""
+
+    log_every: int
+    jsonl: Any = None
+    writer: Any = None
+    bar: Any = None
+    first: dict[str, float] = field(default_factory=dict)
+    window: dict[str, list[float]] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, out: Path, loop: LoopConfig, dist, engine, total_steps: int, step: int) -> "_Telemetry":
+        tel = cls(loop.log_every)
+        if not dist.is_main:
+            return tel
+        if loop.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            tel.writer = SummaryWriter(str(out / "tensorboard"))
+        tel.jsonl = open(out / LOG_FILE, "a", encoding="utf-8")
+        if loop.progress:
+            import sys
+
+            from tqdm import tqdm
+
+            tel.bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
+                           mininterval=0.1 if sys.stderr.isatty() else 5.0)
+        return tel
+
+    def record(self, rec: dict, loss_keys: Iterable[str]) -> None:
+        if self.jsonl is None:
+            return
+        step = rec["step"]
+        self.jsonl.write(json.dumps(rec) + "\n")
+        self.jsonl.flush()
+        for k in loss_keys:
+            if k in rec:
+                self.first.setdefault(k, rec[k])
+                self.window.setdefault(k, []).append(rec[k])
+                del self.window[k][:-max(1, self.log_every)]
+        if self.writer and step % self.log_every == 0:
+            for k, v in rec.items():
+                if k not in ("step", "epoch"):
+                    self.writer.add_scalar(f"train/{k}", v, step)
+        if self.bar:
+            self.bar.update(1)
+            if step % self.log_every == 0:
+                self.bar.set_postfix(loss=f"{rec.get('loss', float('nan')):.4f}",
+                                     sps=f"{rec['samples_per_s']:.1f}")
+
+    def close(self) -> None:
+        for handle in (self.bar, self.jsonl, self.writer):
+            if handle is not None:
+                handle.close()
+
+
+@dataclass
+class _Run:
+    """One `fit` call's moving parts; `train` runs the epochs and `state` is the trainer state a
+    checkpoint holds (epoch, micro batch in epoch, step, samples, bad images, keep-best)."""
+
+    engine: Any
+    dataset: Any
+    collate_fn: Callable
+    plan: BatchPlan
+    loop: LoopConfig
+    engine_cfg: EngineConfig
+    dist: Any
+    out: Path
+    total_steps: int
+    state: dict[str, Any]
+    step_fn: StepFn
+    run_info: dict[str, Any]
+    keeper: Any = None
+
+    def train(self, pre: "_Preemption", telemetry: _Telemetry) -> int | None:
+        """Run to total_steps; return the signal that stopped it early (checkpoint written)."""
+        if any_rank(pre.signal is not None):  # arrived during start-up: no step to save
+            name = signal.Signals(pre.signal or signal.SIGTERM).name
+            raise Preempted(f"{name} received while starting: no step was run after step "
+                            f"{self.state['step']}; rerun the same command with --resume latest "
+                            f"(exit code {EXIT_PREEMPTED} asks SLURM/Snakemake to requeue)")
+        self.engine.train()
+        epochs = math.ceil(self.total_steps / self.plan.steps_per_epoch)
+        while self.state["step"] < self.total_steps and self.state["epoch"] < epochs:
+            epoch = self.state["epoch"]
+            preempted_by = self._epoch(epoch, pre, telemetry)
+            if preempted_by is not None:
+                return preempted_by
+            if self.state["epoch"] == epoch and self.state["micro_in_epoch"] > 0:
+                # a stream that ran short (bad samples skipped): the epoch is over
+                self.state["epoch"], self.state["micro_in_epoch"] = epoch + 1, 0
+        return None
+
+    def _loader(self, epoch: int):
+        import torch
+        from torch.utils.data import DataLoader
+
+        skip = self.state["micro_in_epoch"]
+        if isinstance(self.dataset, torch.utils.data.IterableDataset):
+            return _stream(self.dataset, self.collate_fn, self.plan, self.loop, epoch, self.dist, skip)
+        gen = torch.Generator().manual_seed(self.loop.seed * 7_919 + epoch * 104_729 + skip)
+        batches = self.plan.epoch_batches(epoch, self.dist.rank)[skip:]
+        return DataLoader(self.dataset, batch_sampler=batches, collate_fn=self.collate_fn,
+                          num_workers=self.loop.num_workers, generator=gen, persistent_workers=False)
+
+    def _epoch(self, epoch: int, pre: "_Preemption", telemetry: _Telemetry) -> int | None:
+        state, loop = self.state, self.loop
+        acc: dict[str, float] = {}
+        t_step = time.perf_counter()
+        for batch in self._loader(epoch):
+            losses = self._micro_step(epoch, batch, acc)
+            if state["micro_in_epoch"] % self.engine_cfg.grad_accum:
+                continue  # not an accumulation boundary: DeepSpeed did not step yet
+            state["step"] += 1
+            state["samples"] += loop.batch_size
+            now = time.perf_counter()
+            telemetry.record(self._step_record(epoch, acc, now - t_step), losses)
+            t_step, acc = now, {}
+            done = state["step"] >= self.total_steps
+            if state["micro_in_epoch"] >= self.plan.micro_batches_per_epoch:
+                state["epoch"], state["micro_in_epoch"] = epoch + 1, 0
+            if self.keeper and self.keeper.due(state["step"], done, state):
+                # before this step's checkpoint, which then holds the best
+                self.keeper.run(self.engine, state, telemetry.writer)
+            if any_rank(pre.signal is not None):
+                self.checkpoint()
+                return pre.signal or signal.SIGTERM
+            end_of_epoch = state["micro_in_epoch"] == 0
+            if not done and ((loop.save_every and state["step"] % loop.save_every == 0)
+                             or (end_of_epoch and not loop.save_every)):
+                self.checkpoint()
+            if done:
+                break
+        return None
+
+    def _micro_step(self, epoch: int, batch: dict, acc: dict[str, float]) -> dict:
+        """Forward + backward of one micro batch; its rank-mean losses are added to `acc`."""
+        from mplug.data.collate import count_bad
+
+        state = self.state
+        # skip-and-count policy: bad images were replaced by the dataset; the run reports how
+        # many (summary.json `bad_images`, this rank's share), never silently
+        state["bad_images"] = state.get("bad_images", 0) + count_bad(batch)
+        ctx = StepContext(epoch, state["step"], state["micro_in_epoch"], self.plan.micro_batches_per_epoch)
+        losses = self.step_fn(self.engine, to_device(batch, self.engine.device, module_dtype(self.engine)), ctx)
+        self.engine.backward(losses["loss"])
+        self.engine.step()
+        for k, v in _mean_over_ranks(_scalars(losses)).items():
+            acc[k] = acc.get(k, 0.0) + v / self.engine_cfg.grad_accum
+        state["micro_in_epoch"] += 1
+        return losses
+
+    def _step_record(self, epoch: int, acc: dict[str, float], seconds: float) -> dict:
+        groups = self.engine.optimizer.param_groups
+        lrs = {f"lr_{g.get('name', str(i))}": g["lr"] for i, g in enumerate(groups)}
+        return {"step": self.state["step"], "epoch": epoch, **acc, **lrs,
+                "samples_per_s": self.loop.batch_size / max(seconds, 1e-9), **_memory_mb()}
+
+    def checkpoint(self) -> Path:
+        return save_checkpoint(self.engine, self.out, self.state["step"], dict(self.state, run=self.run_info),
+                               rank=self.dist.rank, keep=self.loop.keep_checkpoints)
 
 
 def _finish(engine, info, out: Path, state, first, window, wall0, dist, run_info, total_steps):

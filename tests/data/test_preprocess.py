@@ -119,7 +119,8 @@ def res(tmp_path_factory) -> Path:
 
     nl = r / "nlvr2"
     _jpg(nl / "images" / "dev" / "dev-1-0-img0.png"), _jpg(nl / "images" / "dev" / "dev-1-0-img1.png")
-    _jpg(nl / "images" / "train" / "3" / "train-5-1-img0.png"), _jpg(nl / "images" / "train" / "3" / "train-5-1-img1.png")
+    _jpg(nl / "images" / "train" / "3" / "train-5-1-img0.png")
+    _jpg(nl / "images" / "train" / "3" / "train-5-1-img1.png")
     _jsonl(nl / "train.json", [{"identifier": "train-5-1-0", "sentence": "two dogs", "label": "True",
                                 "directory": 3}])
     _jsonl(nl / "dev.json", [{"identifier": "dev-1-0-0", "sentence": "one cat", "label": "False"},

@@ -41,7 +41,7 @@ def test_manifest_covers_every_dataset_with_counts(synth_world):
     for name, d in on_disk["datasets"].items():
         spec = formats.DATASETS[name]
         assert tuple(d["splits"]) == spec.splits
-        for split, info in d["splits"].items():
+        for info in d["splits"].values():
             recs = formats.read_records(root / info["file"], spec.schema)
             assert len(recs) == info["records"] > 0
             assert sha256_file(root / info["file"]) == info["sha256"]
@@ -107,7 +107,7 @@ def test_vqa_has_ten_answers_types_and_vg(synth_world):
 def test_all_text_tokenises_without_unk(synth_world, tokenizer):
     root, m = synth_world
     texts = []
-    for name, d in m["datasets"].items():
+    for d in m["datasets"].values():
         for info in d["splits"].values():
             for line in (root / info["file"]).read_text().splitlines()[:50]:
                 rec = json.loads(line)

@@ -46,8 +46,6 @@ def test_retrieval_resamples_queries_per_direction_and_is_fast():
     rng = np.random.default_rng(0)
     n_img, per = 5000, 5
     n_txt = n_img * per
-    txt2img = np.repeat(np.arange(n_img), per)
-    img2txt = [list(range(i * per, (i + 1) * per)) for i in range(n_img)]
     # ranks as the COCO-5K evaluation would give them: TR over 5,000 images, IR over 25,000 texts
     txt_ranks = rng.geometric(0.6, n_img) - 1
     img_ranks = rng.geometric(0.4, n_txt) - 1

@@ -107,7 +107,7 @@ def test_wrong_checkpoint_is_a_clear_error(world, tmp_path, capsys):
 def test_settings_from_run_config(tmp_path):
     import argparse
 
-    from mplug.commands.evaluate import _load_config, register, settings_from
+    from mplug.commands.evaluate import register, settings_from
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("models: {m: {arch: mplug_tiny}}\nevaluate:\n"

@@ -92,7 +92,7 @@ def test_16_bit_grayscale_is_scaled_not_white(value, world_copy):
 
 
 def test_preprocess_decodes_images_truncated_jpeg_is_corrupt(tmp_path):
-    from mplug.data.preprocess import MediaChecker
+    from mplug.data.preprocess_common import MediaChecker
 
     buf = io.BytesIO()
     rng = np.random.default_rng(0)

@@ -84,15 +84,18 @@ def test_sigterm_writes_a_checkpoint_and_exits_75(preempted):
 
 
 def test_slurm_profile_requeues_and_rules_resume():
-    """Exit 75 is a failure to Snakemake: the SLURM profile must retry it (and requeue SLURM
-    preemptions); the training rules must pass --resume latest so a retry continues."""
+    """Exit 75 requeues the SLURM job itself (same job id, `scontrol requeue` in the rule shell),
+    so the profile needs no Snakemake retries (which would resubmit a user's `scancel`); SLURM
+    requeues node failures; the training rules pass --resume latest so a requeue continues."""
     prof = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
-    assert prof.get("retries", 0) >= 1
+    assert prof.get("retries", 0) == 0
     assert prof.get("slurm-requeue") is True
     assert prof.get("rerun-incomplete") is True
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert "scontrol requeue" in common and '"$rc" -eq 75' in common
     for rule in ("pretrain", "finetune"):
         text = (REPO / "workflow" / "rules" / f"{rule}.smk").read_text()
-        assert "--resume latest" in text, rule
+        assert "--resume latest" in text and "REQUEUE_ON_75" in text, rule
 
 
 def test_resume_continues_from_the_checkpoint_step(preempted, world, config):

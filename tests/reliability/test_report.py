@@ -61,7 +61,7 @@ def test_no_table_or_row_dropped(partial_run):
 
 def test_finished_result_is_shown(partial_run):
     cell = _cell(partial_run, 5, "NLVR2 dev")
-    assert float(cell.reproduced) == 55.5 and cell.status == "differs"
+    assert float(cell.reproduced) == 55.5 and cell.status == "pipeline"  # smoke: never judged
     assert cell.source.endswith("mplug_smoke/eval/nlvr2/dev/metrics.json")
 
 

@@ -47,7 +47,7 @@ def fake_run(root: Path, cfg: dict) -> dict[str, dict[str, float]]:
     {path: {key: fixture value}} (distinct values, so a mis-mapped cell shows)."""
     written: dict[str, dict[str, float]] = {}
     n = 0
-    for model, job, split, path in eval_outputs(cfg):
+    for _model, job, split, path in eval_outputs(cfg):
         keys = EVAL_KEYS[cfg["evaluate"][job]["task"]]()
         metrics = {}
         for k in keys:

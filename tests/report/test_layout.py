@@ -20,7 +20,7 @@ from mplug.report.published import load_published
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE, PAPER = REPO / "config/smoke.yaml", REPO / "config/config.yaml"
-FILLED = {"match", "differs", "info"}
+FILLED = {"match", "differs", "info", "pipeline"}
 
 
 def _report(root: Path, config: Path, run: str) -> Path:

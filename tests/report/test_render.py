@@ -21,9 +21,12 @@ CFG = mcfg.load_config(SMOKE)
 RUN = CFG["run"]
 
 
-def _eval(job, split):
-    """Where the workflow writes an evaluation of the smoke model (relative to the root)."""
-    return mcfg.eval_json(CFG, "mplug_smoke", job, split)
+PAPER_CFG = mcfg.load_config(PAPER)
+
+
+def _eval(job, split, cfg=CFG, model="mplug_smoke"):
+    """Where the workflow writes an evaluation of `model` (relative to the root)."""
+    return mcfg.eval_json(cfg, model, job, split)
 
 FIXTURE_PROV = {"commit": "fixture-commit", "config_hash": "fixturehash", "checkpoint": "fixture.safetensors",
                 "hardware": {"accelerator": "cpu", "cpu": "FixtureCPU", "threads": 1},
@@ -66,17 +69,21 @@ def test_empty_results_keep_every_table_and_row(tmp_path):
 
 
 def test_fixture_values_give_deltas_and_statuses(tmp_path):
+    """A paper run is judged (a smoke run never is: test_smoke_numbers_are_pipeline_checks)."""
     # Published mPLUG NLVR2 dev 84.58, test-P 84.95: one within 1.0, one not.
-    _metrics(tmp_path / _eval("nlvr2", "dev"), {"accuracy": 84.0})
-    _metrics(tmp_path / _eval("nlvr2", "test_p"), {"accuracy": 80.95})
-    _metrics(tmp_path / _eval("snli_ve", "dev"), {"accuracy": "high"})       # malformed value
-    bad = tmp_path / _eval("snli_ve", "test")
+    def paper(job, split):
+        return tmp_path / _eval(job, split, PAPER_CFG, "mplug_large")
+
+    _metrics(paper("nlvr2", "dev"), {"accuracy": 84.0})
+    _metrics(paper("nlvr2", "test_p"), {"accuracy": 80.95})
+    _metrics(paper("snli_ve", "dev"), {"accuracy": "high"})       # malformed value
+    bad = paper("snli_ve", "test")
     bad.parent.mkdir(parents=True)
     bad.write_text('{"task": "snli_ve", "metrics": {')  # bad JSON
-    log = tmp_path / "logs" / RUN / "evaluate/mplug_smoke/caption/test.log"  # rule `evaluate`
+    log = tmp_path / "logs" / PAPER_CFG["run"] / "evaluate/mplug_large/caption/test.log"  # rule `evaluate`
     log.parent.mkdir(parents=True)
     log.write_text("step 1\nRuntimeError: fixture failure\n")
-    _, out, html = _report(tmp_path, "--tolerance", "1.0")
+    _, out, html = _report(tmp_path, "--tolerance", "1.0", config=PAPER)
     t5 = _csv(out, 5).set_index(["model", "setting"])
     assert t5.loc[("mPLUG", "NLVR2 dev"), "status"] == "match"
     assert float(t5.loc[("mPLUG", "NLVR2 dev"), "delta"]) == pytest.approx(-0.58)
@@ -91,6 +98,15 @@ def test_fixture_values_give_deltas_and_statuses(tmp_path):
     assert t1[t1.setting.str.contains("CIDEr opt")].reason.str.contains(
         r"rule failed.*caption/test.log: RuntimeError: fixture failure").any()
     assert "84.00" in html and "-0.58" in html and "fixture-commit" in html  # value, delta, provenance
+
+
+def test_smoke_numbers_are_pipeline_checks(tmp_path):
+    """Synthetic data: the number and its delta are shown, never called a match or a miss."""
+    _metrics(tmp_path / _eval("nlvr2", "dev"), {"accuracy": 84.0})
+    _, out, html = _report(tmp_path, "--tolerance", "1.0")
+    cell = _csv(out, 5).set_index(["model", "setting"]).loc[("mPLUG", "NLVR2 dev")]
+    assert cell.status == "pipeline" and float(cell.delta) == pytest.approx(-0.58)
+    assert "pipeline check" in html
 
 
 def test_table2_rows_need_their_model(tmp_path):

@@ -99,8 +99,11 @@ def test_albef_epoch_schedule_matches_official_stepping():
     assert albef_epoch_lr(0, 3e-5, cfg, per_epoch, 8) == pytest.approx(1e-5)
     assert albef_epoch_lr(250, 3e-5, cfg, per_epoch, 8) == pytest.approx(1e-5 + 2 * (2e-5 / 4))
     # after 400 iterations t = 4: cosine evaluated at t=4 of 8, not at its start
-    assert albef_epoch_lr(999, 3e-5, cfg, per_epoch, 8) == pytest.approx(1e-6 + 0.5 * 2.9e-5 * (1 + math.cos(math.pi * 4 / 8)))
-    assert albef_epoch_lr(1000, 3e-5, cfg, per_epoch, 8) == pytest.approx(1e-6 + 0.5 * 2.9e-5 * (1 + math.cos(math.pi * 5 / 8)))
+    def cosine(t: int) -> float:
+        return 1e-6 + 0.5 * 2.9e-5 * (1 + math.cos(math.pi * t / 8))
+
+    assert albef_epoch_lr(999, 3e-5, cfg, per_epoch, 8) == pytest.approx(cosine(4))
+    assert albef_epoch_lr(1000, 3e-5, cfg, per_epoch, 8) == pytest.approx(cosine(5))
     assert albef_epoch_lr(4000, 3e-5, cfg, per_epoch, 8) == pytest.approx(1e-6)  # t=8 >= epochs
 
 
@@ -113,7 +116,8 @@ def test_expand_nodelist():
 
 def test_detect_torchrun_slurm_single():
     d = detect({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "h", "MASTER_PORT": "1234"})
-    assert (d.rank, d.world_size, d.local_rank, d.master_addr, d.master_port, d.launcher) == (3, 8, 1, "h", 1234, "torchrun")
+    assert (d.rank, d.world_size, d.local_rank, d.master_addr, d.master_port, d.launcher) == \
+        (3, 8, 1, "h", 1234, "torchrun")
     env = {"SLURM_PROCID": "9", "SLURM_NTASKS": "16", "SLURM_LOCALID": "1", "SLURM_STEP_ID": "0",
            "SLURM_NODELIST": "gpu[10-11]", "SLURM_JOB_ID": "4242"}
     d = detect(env)

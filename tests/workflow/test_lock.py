@@ -4,6 +4,7 @@ Regenerate the lock with `make lock` after editing requirements/*.in."""
 from __future__ import annotations
 
 import re
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -74,7 +75,10 @@ def test_in_files_hold_in_lock(in_file):
 
 
 def test_installed_venv_equals_lock():
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    # the venv's site-packages only: once imported, setuptools puts its _vendor folder (jaraco.*,
+    # zipp, ...) on sys.path, and those copies are part of setuptools, not installed packages
+    site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions(path=site)}
     installed.pop(canonicalize_name(PROJECT), None)
     extra = {n: v for n, v in installed.items() if n not in LOCK}
     wrong = {n: (v, LOCK[n]) for n, v in installed.items() if n in LOCK and LOCK[n] != v}
