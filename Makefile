@@ -4,7 +4,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 SMOKE_CONFIG := config/smoke.yaml
 
-.PHONY: setup smoke test test-fast clean-smoke lock
+.PHONY: setup smoke test test-fast lint clean-smoke lock
 
 # Every package comes from the lock, hash-checked (pip itself included); then the project, without
 # dependencies (they are all in the lock).
@@ -29,6 +29,13 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"
+
+# ruff, snakefmt --check and snakemake --lint (paper and smoke configs); CI runs it before the tests
+lint: $(STAMP)
+	.venv/bin/ruff check .
+	.venv/bin/snakefmt --check Snakefile workflow/
+	.venv/bin/snakemake --lint --configfile config/config.yaml -d .snakemake/lint/paper
+	.venv/bin/snakemake --lint --configfile config/smoke.yaml -d .snakemake/lint/smoke
 
 clean-smoke:
 	rm -rf data/smoke results/smoke reports/smoke

@@ -23,10 +23,13 @@ if not workflow.overwrite_configfiles:
 
 
 if len(workflow.overwrite_configfiles) > 1:
-    raise ValueError("pass exactly one --configfile (run configs are not merged): got "
-                     + ", ".join(map(str, workflow.overwrite_configfiles)))
-CONFIGFILE = str(workflow.overwrite_configfiles[0]) if workflow.overwrite_configfiles \
-    else DEFAULT_CONFIG
+    raise ValueError(
+        "pass exactly one --configfile (run configs are not merged): got "
+        + ", ".join(map(str, workflow.overwrite_configfiles))
+    )
+CONFIGFILE = (
+    str(workflow.overwrite_configfiles[0]) if workflow.overwrite_configfiles else DEFAULT_CONFIG
+)
 if os.path.abspath(CONFIGFILE).startswith(os.getcwd() + os.sep):
     CONFIGFILE = os.path.relpath(CONFIGFILE)  # shorter command lines and logs
 
@@ -46,6 +49,10 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/zeroshot.smk"
 include: "workflow/rules/bench.smk"
 include: "workflow/rules/report.smk"
+
+
+onstart:
+    check_cluster(getattr(workflow.executor_plugin, "name", None))
 
 
 localrules:

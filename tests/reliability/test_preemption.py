@@ -95,7 +95,7 @@ def test_slurm_profile_requeues_and_rules_resume():
     assert "scontrol requeue" in common and '"$rc" -eq 75' in common
     for rule in ("pretrain", "finetune"):
         text = (REPO / "workflow" / "rules" / f"{rule}.smk").read_text()
-        assert "--resume latest" in text and "REQUEUE_ON_75" in text, rule
+        assert "--resume latest" in text and "logged_training(" in text, rule
 
 
 def test_resume_continues_from_the_checkpoint_step(preempted, world, config):

@@ -1,5 +1,5 @@
-# Helpers shared by every rule file: the validated config, run layout, per-rule resources,
-# the launcher for multi-GPU rules and the table -> inputs map. Plain Python; no rules here.
+# Helpers the rules share (the validated config, run layout, per-rule resources, the launcher
+# for multi-GPU jobs, the table -> inputs map). Plain Python; no rules here.
 import hashlib
 import json
 import os
@@ -27,7 +27,9 @@ if _CONDA:
     MPLUG = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir).resolve()))} python -m mplug.cli"
 else:
     _venv_mplug = Path(sys.executable).parent / "mplug"
-    MPLUG = shlex.quote(str(_venv_mplug) if _venv_mplug.exists() else (shutil.which("mplug") or "mplug"))
+    MPLUG = shlex.quote(
+        str(_venv_mplug) if _venv_mplug.exists() else (shutil.which("mplug") or "mplug")
+    )
 
 
 def _alt(names):
@@ -56,6 +58,18 @@ def download_marker(name):
 
 
 # ------------------------------------------------------------------------ checkpoints
+
+
+def root_of(paths, root):
+    """Where folder `root` (e.g. results/RUN) is as this job sees its files: the first path
+    below it, cut after `root`. Params derived this way stay right when a storage plugin maps the
+    inputs/outputs below a local prefix (no shared file system), unlike a hard-coded `root`."""
+    root = root.rstrip(os.sep)
+    for path in map(str, paths):
+        at = path.find(root + os.sep)
+        if at >= 0:
+            return path[: at + len(root)]
+    return root
 
 
 def ckpt(model, name):
@@ -140,8 +154,11 @@ def runtime_of(res):
 def partition_of(res):
     """A CPU-only job goes to resources.cluster.cpu_partition when one is set (unless its own
     resources name a partition); everything else to slurm_partition."""
-    if not res.get("gpus_per_node", 0) and CLUSTER.get("cpu_partition") and \
-            not res.get("own_partition"):
+    if (
+        not res.get("gpus_per_node", 0)
+        and CLUSTER.get("cpu_partition")
+        and not res.get("own_partition")
+    ):
         return CLUSTER["cpu_partition"]
     return res.get("slurm_partition")
 
@@ -155,8 +172,12 @@ def slurm_resources(res, rule_name=None):
     `tasks_per_gpu=0` keeps the plugin from adding `--ntasks-per-gpu` (which binds one GPU per
     task and clashes with one process per GPU choosing `cuda:LOCAL_RANK`)."""
     cpus, mem = cpus_and_mem(res)
-    out = {"nodes": res.get("nodes", 1), "mem_mb": mem, "runtime": runtime_of(res),
-           "cpus_per_task": cpus}
+    out = {
+        "nodes": res.get("nodes", 1),
+        "mem_mb": mem,
+        "runtime": runtime_of(res),
+        "cpus_per_task": cpus,
+    }
     partition = partition_of(res)
     if partition:
         out["slurm_partition"] = partition
@@ -200,11 +221,15 @@ def launcher(res):
     if kind == "srun":
         cpus, _ = cpus_and_mem(res)
         gpu = f" --gres=gpu:{gpus} --gpu-bind=none" if gpus else ""
-        return (f"srun --kill-on-bad-exit=1 --nodes={nodes} --ntasks={tasks}"
-                f" --ntasks-per-node={per_node} --cpus-per-task={cpus}{gpu}")
+        return (
+            f"srun --kill-on-bad-exit=1 --nodes={nodes} --ntasks={tasks}"
+            f" --ntasks-per-node={per_node} --cpus-per-task={cpus}{gpu}"
+        )
     if nodes > 1:
-        raise ValueError("launcher torchrun starts ranks on one node only; use launcher: srun "
-                         f"or resources nodes: 1 (asked for {nodes} nodes)")
+        raise ValueError(
+            "launcher torchrun starts ranks on one node only; use launcher: srun "
+            f"or resources nodes: 1 (asked for {nodes} nodes)"
+        )
     return f"torchrun --standalone --nproc_per_node={per_node} --no-python"
 
 
@@ -247,35 +272,58 @@ def check_cluster(executor):
     import getpass
 
     parts = _query(["sinfo", "-h", "-o", "%P"])  # the default partition carries a '*'
-    known = {"partition": {p.rstrip("*") for p in parts} if parts else None,
-             "account": _query(["sacctmgr", "-n", "-P", "list", "assoc",
-                                f"user={getpass.getuser()}", "format=account"])}
-    bad = [f"  {key}: {what} {name!r} is not one of this cluster's: "
-           + ", ".join(sorted(set(known[what])))
-           for what, name, key in _cluster_names() if known[what] and name not in known[what]]
-    if parts and not any(p.endswith("*") for p in parts) and \
-            not config["resources"]["default"].get("slurm_partition"):
-        bad.append("  resources.default.slurm_partition: not set, and this cluster has no "
-                   "default partition; choose one of " + ", ".join(sorted(known["partition"])))
+    known = {
+        "partition": {p.rstrip("*") for p in parts} if parts else None,
+        "account": _query(
+            ["sacctmgr", "-n", "-P", "list", "assoc", f"user={getpass.getuser()}", "format=account"]
+        ),
+    }
+    bad = [
+        f"  {key}: {what} {name!r} is not one of this cluster's: "
+        + ", ".join(sorted(set(known[what])))
+        for what, name, key in _cluster_names()
+        if known[what] and name not in known[what]
+    ]
+    if (
+        parts
+        and not any(p.endswith("*") for p in parts)
+        and not config["resources"]["default"].get("slurm_partition")
+    ):
+        bad.append(
+            "  resources.default.slurm_partition: not set, and this cluster has no "
+            "default partition; choose one of " + ", ".join(sorted(known["partition"]))
+        )
     if bad:
-        raise WorkflowError(f"SLURM partition/account check of {CONFIGFILE} failed, nothing "
-                            "was submitted:\n" + "\n".join(bad))
-
-
-onstart:
-    check_cluster(getattr(workflow.executor_plugin, "name", None))
+        raise WorkflowError(
+            f"SLURM partition/account check of {CONFIGFILE} failed, nothing "
+            "was submitted:\n" + "\n".join(bad)
+        )
 
 
 # Shell pieces shared by the rules. Every attempt appends to the rule's log under a header
 # (a retry or a requeued job keeps the earlier attempts' logs).
-ATTEMPT = ('echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) attempt on $(hostname),'
-           ' SLURM job ${{SLURM_JOB_ID:-none}}" >> {log:q}; ')
+ATTEMPT = (
+    'echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) attempt on $(hostname),'
+    ' SLURM job ${{SLURM_JOB_ID:-none}}" >> {log:q}; '
+)
 # A training rule that exited 75 (checkpoint written on the early signal or SIGTERM) inside a
 # SLURM job puts the job back into the queue: it restarts with the same job id, resumes from the
 # checkpoint, and costs no Snakemake retry. A user's `scancel` ends the job for good instead.
-REQUEUE_ON_75 = ('if [ "$rc" -eq 75 ] && [ -n "${{SLURM_JOB_ID:-}}" ]; then'
-                 ' echo "== exit 75: requeueing SLURM job $SLURM_JOB_ID" >> {log:q};'
-                 ' scontrol requeue "$SLURM_JOB_ID" >> {log:q} 2>&1 && sleep 300; fi; exit $rc')
+REQUEUE_ON_75 = (
+    'if [ "$rc" -eq 75 ] && [ -n "${{SLURM_JOB_ID:-}}" ]; then'
+    ' echo "== exit 75: requeueing SLURM job $SLURM_JOB_ID" >> {log:q};'
+    ' scontrol requeue "$SLURM_JOB_ID" >> {log:q} 2>&1 && sleep 300; fi; exit $rc'
+)
+
+
+def logged(cmd):
+    """A rule's shell command: this attempt's header, then `cmd` with its output appended to the log."""
+    return f"{ATTEMPT}{cmd} >> {{log:q}} 2>&1"
+
+
+def logged_training(cmd):
+    """`logged` for a training command, whose exit 75 inside a SLURM job requeues the job."""
+    return f"{ATTEMPT}rc=0; {cmd} >> {{log:q}} 2>&1 || rc=$?; {REQUEUE_ON_75}"
 
 
 def res_fn(rule_name, job_of=None):
@@ -288,14 +336,29 @@ def res_fn(rule_name, job_of=None):
 
         return fn
 
-    keys = ("nodes", "mem_mb", "runtime", "cpus_per_task", "slurm_partition", "slurm_account",
-            "constraint", "slurm_extra", "gres", "tasks_per_gpu", "tasks", "mpi")
+    keys = (
+        "nodes",
+        "mem_mb",
+        "runtime",
+        "cpus_per_task",
+        "slurm_partition",
+        "slurm_account",
+        "constraint",
+        "slurm_extra",
+        "gres",
+        "tasks_per_gpu",
+        "tasks",
+        "mpi",
+    )
     static = slurm_resources(merged_resources(rule_name), rule_name)
     # a key is declared when the rule-level or any job-level setting uses it
     jobs = [None]
     if job_of is not None:
-        jobs += [s.get("resources") for sec in ("pretrain", "finetune", "evaluate", "bench")
-                 for s in config[sec].values()]
+        jobs += [
+            s.get("resources")
+            for sec in ("pretrain", "finetune", "evaluate", "bench")
+            for s in config[sec].values()
+        ]
     used = set(static)
     for j in jobs:
         used |= set(slurm_resources(merged_resources(rule_name, j), rule_name))

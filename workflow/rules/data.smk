@@ -10,23 +10,24 @@ if SYNTH:
         """The synthetic world: every task's files, vocab.txt and manifest.json."""
         output:
             mcfg.synth_manifest(config),
+        log:
+            _log("synth", "synth"),
+        priority: PRIORITY["synth"]  # the root of the critical path: before the benchmarks
+        conda:
+            "../../envs/data.yaml"
+        threads: threads_of("synth")
+        resources:
+            **res_fn("synth"),
         params:
             out=lambda wc, output: os.path.dirname(output[0]),
             seed=config["data"]["synth"]["seed"],
             scale=config["data"]["synth"]["scale"],
             mplug=MPLUG,
-        log:
-            _log("synth", "synth"),
-        threads: threads_of("synth")
-        priority: PRIORITY["synth"]  # the root of the critical path: before the benchmarks
-        resources:
-            **res_fn("synth"),
-        conda:
-            "../../envs/data.yaml"
         shell:
-            ATTEMPT
-            + "{params.mplug} data synth --out {params.out:q} --seed {params.seed:q}"
-            " --scale {params.scale:q} --quiet >> {log:q} 2>&1"
+            logged(
+                "{params.mplug} data synth --out {params.out:q} --seed {params.seed:q}"
+                " --scale {params.scale:q} --quiet"
+            )
 
 else:
 
@@ -36,42 +37,42 @@ else:
         belong on a shared login node; the partition's nodes need internet access."""
         output:
             f"{RESOURCES_DIR}/{{download}}/download.json",
-        params:
-            dest=RESOURCES_DIR,
-            mplug=MPLUG,
         log:
             _log("download", "{download}"),
+        conda:
+            "../../envs/data.yaml"
         threads: threads_of("download")
         resources:
             **res_fn("download"),
-        conda:
-            "../../envs/data.yaml"
+        params:
+            dest=lambda wc, output: root_of(output, RESOURCES_DIR),
+            mplug=MPLUG,
         shell:
-            ATTEMPT
-            + "{params.mplug} data download {wildcards.download:q} --dest {params.dest:q}/"
-            " >> {log:q} 2>&1"
+            logged("{params.mplug} data download {wildcards.download:q} --dest {params.dest:q}/")
 
     rule preprocess:
         """Raw downloads -> data/RUN/<dataset>/<split>.jsonl + stats.json (Table 12's counts)."""
         input:
-            lambda wc: [download_marker(d)
-                        for d in config["data"]["datasets"][wc.dataset]["downloads"]],
+            lambda wc: [
+                download_marker(d) for d in config["data"]["datasets"][wc.dataset]["downloads"]
+            ],
         output:
             f"data/{RUN}/{{dataset}}/stats.json",
-        params:
-            src=RESOURCES_DIR,
-            out=DATA_ROOT,
-            mplug=MPLUG,
         log:
             _log("preprocess", "{dataset}"),
         wildcard_constraints:
             dataset=_alt(config["data"]["datasets"]),
+        conda:
+            "../../envs/data.yaml"
         threads: threads_of("preprocess")
         resources:
             **res_fn("preprocess"),
-        conda:
-            "../../envs/data.yaml"
+        params:
+            src=lambda wc, input: root_of(input, RESOURCES_DIR),
+            out=lambda wc, output: root_of(output, DATA_ROOT),
+            mplug=MPLUG,
         shell:
-            ATTEMPT
-            + "{params.mplug} data preprocess {wildcards.dataset:q} --src {params.src:q}/"
-            " --out {params.out:q}/ --no-progress >> {log:q} 2>&1"
+            logged(
+                "{params.mplug} data preprocess {wildcards.dataset:q} --src {params.src:q}/"
+                " --out {params.out:q}/ --no-progress"
+            )

@@ -8,6 +8,19 @@ rule evaluate:
         data=lambda wc: dataset_inputs([config["evaluate"][wc.job]["dataset"]]),
     output:
         f"results/{RUN}/{{model}}/eval/{{job}}/{{split}}/metrics.json",
+    log:
+        _log("evaluate", "{model}", "{job}", "{split}"),
+    benchmark:
+        f"logs/{RUN}/evaluate/{{model}}/{{job}}/{{split}}.bench.tsv"
+    wildcard_constraints:
+        model=_alt(MODELS),
+        job=_alt(eval_job_names(zeroshot=False)),
+        split=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    conda:
+        "../../envs/eval.yaml"
+    threads: threads_of("evaluate", _eval_job)
+    resources:
+        **res_fn("evaluate", _eval_job),
     params:
         config=CONFIGFILE,
         arch=lambda wc: MODELS[wc.model]["arch"],
@@ -17,22 +30,10 @@ rule evaluate:
         flags=lambda wc: eval_flags(wc.job, wc.model),
         launcher=launcher_of("evaluate", _eval_job),
         mplug=MPLUG,
-    log:
-        _log("evaluate", "{model}", "{job}", "{split}"),
-    benchmark:
-        f"logs/{RUN}/evaluate/{{model}}/{{job}}/{{split}}.bench.tsv"
-    wildcard_constraints:
-        model=_alt(MODELS),
-        job=_alt(eval_job_names(zeroshot=False)),
-        split=r"[A-Za-z0-9][A-Za-z0-9_-]*",
-    threads: threads_of("evaluate", _eval_job)
-    resources:
-        **res_fn("evaluate", _eval_job),
-    conda:
-        "../../envs/eval.yaml"
     shell:
-        ATTEMPT
-        + "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} evaluate {params.task:q}"
-        " --config {params.config:q} --model {params.arch:q} --checkpoint {input.ckpt:q}"
-        " --data {params.data:q} --dataset {params.dataset:q} --split {wildcards.split:q}"
-        " --out {output:q} {params.flags} >> {log:q} 2>&1"
+        logged(
+            "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} evaluate {params.task:q}"
+            " --config {params.config:q} --model {params.arch:q} --checkpoint {input.ckpt:q}"
+            " --data {params.data:q} --dataset {params.dataset:q} --split {wildcards.split:q}"
+            " --out {output:q} {params.flags}"
+        )

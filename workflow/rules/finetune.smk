@@ -11,6 +11,18 @@ rule finetune:
     output:
         model=f"results/{RUN}/{{model}}/finetune/{{job}}/model.safetensors",
         summary=f"results/{RUN}/{{model}}/finetune/{{job}}/summary.json",
+    log:
+        _log("finetune", "{model}", "{job}"),
+    benchmark:
+        f"logs/{RUN}/finetune/{{model}}/{{job}}.bench.tsv"
+    wildcard_constraints:
+        model=_alt(MODELS),
+        job=_alt(config["finetune"]),
+    conda:
+        "../../envs/train.yaml"
+    threads: threads_of("finetune", _finetune_job)
+    resources:
+        **res_fn("finetune", _finetune_job),
     params:
         config=CONFIGFILE,
         arch=lambda wc: MODELS[wc.model]["arch"],
@@ -20,25 +32,16 @@ rule finetune:
         launcher=launcher_of("finetune", _finetune_job),
         mplug=MPLUG,
         settings=lambda wc: settings_hash(
-            [mcfg.train_settings(config, "finetune", wc.job, wc.model),
-             config["finetune"][wc.job]["datasets"], mcfg.model_settings(config, wc.model)]
+            [
+                mcfg.train_settings(config, "finetune", wc.job, wc.model),
+                config["finetune"][wc.job]["datasets"],
+                mcfg.model_settings(config, wc.model),
+            ]
         ),
-    log:
-        _log("finetune", "{model}", "{job}"),
-    benchmark:
-        f"logs/{RUN}/finetune/{{model}}/{{job}}.bench.tsv"
-    wildcard_constraints:
-        model=_alt(MODELS),
-        job=_alt(config["finetune"]),
-    threads: threads_of("finetune", _finetune_job)
-    resources:
-        **res_fn("finetune", _finetune_job),
-    conda:
-        "../../envs/train.yaml"
     shell:
-        ATTEMPT
-        + "rc=0; OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} train finetune"
-        " {params.task:q} --config {params.config:q} --model {params.arch:q} --stage {wildcards.job:q}"
-        " --data {params.data:q} --init {input.init:q} --out {params.out:q} --resume latest"
-        " >> {log:q} 2>&1 || rc=$?; "
-        + REQUEUE_ON_75
+        logged_training(
+            "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} train finetune {params.task:q}"
+            " --config {params.config:q} --model {params.arch:q} --stage {wildcards.job:q}"
+            " --data {params.data:q} --init {input.init:q} --out {params.out:q}"
+            " --resume latest"
+        )

@@ -7,25 +7,12 @@ if not OFFICIAL:
         """DeepSpeed pretraining (ITC+ITM+MLM+PrefixLM); resumes from its last checkpoint."""
         input:
             data=lambda wc: dataset_inputs(config["pretrain"][wc.stage]["datasets"]),
-            init=lambda wc: [pretrain_init(wc.model, wc.stage)]
-            if pretrain_init(wc.model, wc.stage)
-            else [],
+            init=lambda wc: (
+                [pretrain_init(wc.model, wc.stage)] if pretrain_init(wc.model, wc.stage) else []
+            ),
         output:
             model=f"results/{RUN}/{{model}}/pretrain/{{stage}}/model.safetensors",
             summary=f"results/{RUN}/{{model}}/pretrain/{{stage}}/summary.json",
-        params:
-            config=CONFIGFILE,
-            arch=lambda wc: MODELS[wc.model]["arch"],
-            data=DATA_ROOT,
-            out=lambda wc: ckpt_dir(wc.model, wc.stage),
-            init=lambda wc, input: f"--init {shlex.quote(input.init[0])}" if input.init
-            else scratch_init_flags(wc.model, wc.stage),
-            launcher=launcher_of("pretrain", _pretrain_job),
-            mplug=MPLUG,
-            settings=lambda wc: settings_hash(
-                [mcfg.train_settings(config, "pretrain", wc.stage, wc.model),
-                 mcfg.model_settings(config, wc.model)]
-            ),
         log:
             _log("pretrain", "{model}", "{stage}"),
         benchmark:
@@ -33,19 +20,36 @@ if not OFFICIAL:
         wildcard_constraints:
             model=_alt(MODELS),
             stage=_alt(config["pretrain"]),
-        threads: threads_of("pretrain", _pretrain_job)
         priority: PRIORITY["pretrain"]  # every fine-tune and zero-shot job waits for it
-        resources:
-            **res_fn("pretrain", _pretrain_job),
         conda:
             "../../envs/train.yaml"
+        threads: threads_of("pretrain", _pretrain_job)
+        resources:
+            **res_fn("pretrain", _pretrain_job),
+        params:
+            config=CONFIGFILE,
+            arch=lambda wc: MODELS[wc.model]["arch"],
+            data=DATA_ROOT,
+            out=lambda wc: ckpt_dir(wc.model, wc.stage),
+            init=lambda wc, input: (
+                f"--init {shlex.quote(input.init[0])}"
+                if input.init
+                else scratch_init_flags(wc.model, wc.stage)
+            ),
+            launcher=launcher_of("pretrain", _pretrain_job),
+            mplug=MPLUG,
+            settings=lambda wc: settings_hash(
+                [
+                    mcfg.train_settings(config, "pretrain", wc.stage, wc.model),
+                    mcfg.model_settings(config, wc.model),
+                ]
+            ),
         shell:
-            ATTEMPT
-            + "rc=0; OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} train pretrain"
-            " --config {params.config:q} --model {params.arch:q} --stage {wildcards.stage:q}"
-            " --data {params.data:q} --out {params.out:q} {params.init} --resume latest"
-            " >> {log:q} 2>&1 || rc=$?; "
-            + REQUEUE_ON_75
+            logged_training(
+                "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} train pretrain"
+                " --config {params.config:q} --model {params.arch:q} --stage {wildcards.stage:q}"
+                " --data {params.data:q} --out {params.out:q} {params.init} --resume latest"
+            )
 
 else:
 
@@ -55,19 +59,18 @@ else:
             lambda wc: config["pretrained"]["official"][wc.model][wc.stage],
         output:
             model=f"results/{RUN}/{{model}}/pretrain/{{stage}}/model.safetensors",
-        params:
-            arch=lambda wc: MODELS[wc.model]["arch"],
-            mplug=MPLUG,
         log:
             _log("convert_official", "{model}", "{stage}"),
         wildcard_constraints:
             model=_alt(MODELS),
             stage=_alt(config["pretrain"]),
+        conda:
+            "../../envs/train.yaml"
         threads: threads_of("convert_official")
         resources:
             **res_fn("convert_official"),
-        conda:
-            "../../envs/train.yaml"
+        params:
+            arch=lambda wc: MODELS[wc.model]["arch"],
+            mplug=MPLUG,
         shell:
-            ATTEMPT
-            + "{params.mplug} convert --model {params.arch:q} {input:q} {output.model:q} >> {log:q} 2>&1"
+            logged("{params.mplug} convert --model {params.arch:q} {input:q} {output.model:q}")

@@ -7,26 +7,30 @@ rule report:
         report_inputs(),
     output:
         f"reports/{RUN}/report.html",
-    params:
-        config=CONFIGFILE,
-        results=f"results/{RUN}",
-        data=DATA_ROOT,
-        out=lambda wc, output: os.path.dirname(output[0]),
-        extra=("--smoke" if SYNTH else "")
-        + (f" --tolerance {config['report']['tolerance']}" if "tolerance" in config["report"]
-           else ""),
-        mplug=MPLUG,
     log:
         _log("report", "report"),
+    conda:
+        "../../envs/report.yaml"
     threads: threads_of("report")
     resources:
         **res_fn("report"),
-    conda:
-        "../../envs/report.yaml"
+    params:
+        config=CONFIGFILE,
+        results=lambda wc, input: root_of(input, f"results/{RUN}"),
+        data=lambda wc, input: root_of(input, DATA_ROOT),
+        out=lambda wc, output: os.path.dirname(output[0]),
+        extra=("--smoke" if SYNTH else "")
+        + (
+            f" --tolerance {config['report']['tolerance']}"
+            if "tolerance" in config["report"]
+            else ""
+        ),
+        mplug=MPLUG,
     shell:
-        ATTEMPT
-        + "{params.mplug} report --config {params.config:q} --results {params.results:q}"
-        " --data {params.data:q} --out {params.out:q} {params.extra} >> {log:q} 2>&1"
+        logged(
+            "{params.mplug} report --config {params.config:q} --results {params.results:q}"
+            " --data {params.data:q} --out {params.out:q} {params.extra}"
+        )
 
 
 # table01 ... table12: just the results one table needs (render them with the `report` target).
