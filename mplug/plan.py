@@ -29,10 +29,10 @@ def bench_throughput(path: str) -> tuple[float, str]:
     return float(best["samples_per_s"]), f"bench {path} ({best.get('setting')}, {data.get('hardware')})"
 
 
-def _examples(cfg: dict, datasets: list[str]) -> int | None:
+def _examples(cfg: dict, datasets: list[str], root: Path) -> int | None:
     total = 0
     for name in datasets:
-        p = Path(mcfg.data_stats(cfg, name))
+        p = root / mcfg.data_stats(cfg, name)
         if not p.exists():
             return None
         n = json.loads(p.read_text()).get("examples")
@@ -53,23 +53,24 @@ def _jobs(cfg: dict):
         yield "evaluation", name, "evaluate", ds, len(job.get("splits", [])) or 1, job
 
 
-def make_plan(cfg: dict, bench: str | None = None) -> dict:
+def make_plan(cfg: dict, bench: str | None = None, root: Path = Path(".")) -> dict:
     tput, tsource = bench_throughput(bench) if bench else (None, None)
     rows = []
     for stage, name, rule, datasets, passes, job in _jobs(cfg):
         res = mcfg.rule_resources(cfg, rule, job.get("resources"))
         gpus = res.get("nodes", 1) * res.get("gpus_per_node", 0)
-        samples = _examples(cfg, datasets)
+        samples = _examples(cfg, datasets, root)
         row = {"stage": stage, "job": name, "rule": rule, "gpus": gpus, "gpu_model": res.get("gpu_model"),
                "nodes": res.get("nodes", 1), "samples": samples * passes if samples is not None else None,
                "runtime_limit_min": res.get("runtime"), "gpu_hours": None, "wall_hours": None}
         if samples is None:
             row["source"] = "no estimate: dataset stats.json (examples) missing for " + ", ".join(datasets)
-        elif tput is None or not gpus:
-            row["source"] = "no estimate: no bench JSON given (--bench)" if gpus else "CPU job"
-        else:
-            wall = row["samples"] / (tput * gpus) / 3600
-            row.update(wall_hours=wall, gpu_hours=wall * gpus, source=tsource + " x linear GPU scaling")
+        elif tput is None:
+            row["source"] = "no estimate: no bench JSON given (--bench)"
+        else:  # a CPU job (gpus_per_node 0) runs one process at the bench's own rate
+            wall = row["samples"] / (tput * max(gpus, 1)) / 3600
+            row.update(wall_hours=wall, gpu_hours=wall * gpus,
+                       source=tsource + (" x linear GPU scaling" if gpus else " (CPU job, 1 process)"))
         rows.append(row)
     known = [r["gpu_hours"] for r in rows if r["gpu_hours"] is not None]
     return {"run": cfg["run"], "note": PAPER_NOTE, "rows": rows,
@@ -91,3 +92,26 @@ def render(plan: dict) -> str:
                f"rows without estimate: {plan['rows_without_estimate']}; limit-h = configured runtime "
                "(a limit, not an estimate)")
     return "\n".join(out)
+
+
+def plan_vs_actual(cfg: dict, root: Path) -> list[dict]:
+    """Each training job's planned wall time (bench results/<run>/bench/train.json when present) next
+    to the wall_seconds its summary.json recorded (mplug/train/loop.py), per enabled model."""
+    bench = root / mcfg.bench_json(cfg, "train")
+    try:
+        result = make_plan(cfg, str(bench) if bench.exists() else None, root)
+    except DataError as err:
+        return [{"job": "-", "model": "-", "planned_s": None, "actual_s": None, "ratio": None,
+                 "source": str(err)}]
+    out = []
+    for row in (r for r in result["rows"] if r["rule"] in ("pretrain", "finetune")):
+        for key in mcfg.enabled_models(cfg):
+            path = root / mcfg.checkpoint_dir(cfg, key, row["job"]) / "summary.json"
+            try:
+                actual = float(json.loads(path.read_text())["wall_seconds"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            planned = None if row["wall_hours"] is None else row["wall_hours"] * 3600
+            out.append({"job": row["job"], "model": key, "planned_s": planned, "actual_s": actual,
+                        "ratio": planned / actual if planned and actual else None, "source": row["source"]})
+    return out

@@ -58,3 +58,19 @@ def test_bad_bench_is_a_clear_error(tmp_path, monkeypatch, capsys):
         plan.make_plan(cfg, bench)
     assert main(["plan", "--config", str(ROOT / "config" / "config.yaml"), "--bench", bench]) != 0
     assert "samples_per_s" in capsys.readouterr().err
+
+
+def test_plan_vs_actual_reads_summary_wall_seconds(tmp_path, monkeypatch):
+    cfg, bench = _setup(tmp_path, monkeypatch)
+    Path(mcfg.bench_json(cfg, "train")).parent.mkdir(parents=True)
+    Path(mcfg.bench_json(cfg, "train")).write_text(Path(bench).read_text())
+    key = next(iter(mcfg.enabled_models(cfg)))
+    summ = Path(mcfg.checkpoint_dir(cfg, key, "pretrain_14m")) / "summary.json"
+    summ.parent.mkdir(parents=True)
+    summ.write_text(json.dumps({"wall_seconds": 100.0}))
+    rows = plan.plan_vs_actual(cfg, tmp_path)
+    assert [(r["job"], r["model"]) for r in rows] == [("pretrain_14m", key)]
+    gpus = cfg["resources"]["rules"]["pretrain"]["nodes"] * cfg["resources"]["rules"]["pretrain"]["gpus_per_node"]
+    planned = 1000 * cfg["pretrain"]["pretrain_14m"]["train"]["epochs"] / (5.0 * gpus)
+    assert rows[0]["actual_s"] == 100.0 and rows[0]["planned_s"] == pytest.approx(planned)
+    assert rows[0]["ratio"] == pytest.approx(planned / 100.0)
