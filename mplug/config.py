@@ -455,3 +455,14 @@ def rule_log(cfg: dict, rule: str, *parts: str) -> str:
     """Log of one rule's job: `logs/<run>/<rule>/<part>/.../<last part>.log` (the shape `_log`
     in workflow/rules/common.smk gives every rule, e.g. evaluate/<model>/<job>/<split>.log)."""
     return "/".join(("logs", cfg["run"], rule, *parts)) + ".log"
+
+
+def rule_resources(cfg: dict, rule_name: str, job_resources: dict | None = None) -> dict:
+    """A rule's resources as the workflow uses them: resources.default, then resources.rules.<rule>,
+    then the job's own `resources:` (workflow/rules/common.smk's merged_resources calls this)."""
+    own = dict(cfg["resources"].get("rules", {}).get(rule_name, {}))
+    own.update(job_resources or {})
+    res = dict(cfg["resources"]["default"])
+    res.update(own)
+    res["own_partition"] = bool(own.get("slurm_partition"))
+    return res

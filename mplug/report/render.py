@@ -111,6 +111,12 @@ def other_benchmarks(ctx: RunContext) -> list[dict]:
     return out
 
 
+def _plan_rows(ctx: RunContext) -> list[dict]:
+    from mplug.plan import plan_vs_actual
+
+    return plan_vs_actual(ctx.config, ctx.root) if ctx.config.get("resources") else []
+
+
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                              autoescape=jinja2.select_autoescape(["j2", "html"]),
@@ -147,7 +153,8 @@ def render_report(opts: ReportOptions) -> Path:
     html = env.get_template("report.html.j2").render(
         run=run, smoke=smoke, css=css, tables=views, figures=figs, fig_reason=fig_reason,
         provenance=provenance_rows(ctx), differences=run_choices(config), stats=all_stats(ctx),
-        benches=other_benchmarks(ctx), tolerance=opts.tolerance, results=ctx.rel(opts.results),
+        benches=other_benchmarks(ctx), plan_rows=_plan_rows(ctx), tolerance=opts.tolerance,
+        results=ctx.rel(opts.results),
         data_dir=ctx.rel(data_dir), config_path=str(opts.config_path or "(none)"),
         generated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     report = out / "report.html"

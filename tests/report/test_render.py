@@ -225,3 +225,26 @@ def test_unavailable_metric_shows_its_reason_not_malformed(tmp_path):
     assert row.status == "not_run"
     assert "SPICE unavailable" in row.reason and why in row.reason
     assert "malformed" not in row.reason
+
+
+def test_plan_vs_actual_section_against_smoke_config(tmp_path):
+    job, spec = next(iter(CFG["pretrain"].items()))
+    for ds in spec["datasets"]:
+        p = tmp_path / mcfg.data_stats(CFG, ds)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"examples": 360}))
+    bench = tmp_path / mcfg.bench_json(CFG, "train")
+    bench.parent.mkdir(parents=True, exist_ok=True)
+    bench.write_text(json.dumps({"hardware": "fixture", "rows": [{"setting": "baseline", "samples_per_s": 3.0}]}))
+    summ = tmp_path / mcfg.checkpoint_dir(CFG, "mplug_smoke", job) / "summary.json"
+    summ.parent.mkdir(parents=True, exist_ok=True)
+    summ.write_text(json.dumps({"wall_seconds": 50.0}))
+    _, _, html = _report(tmp_path)
+    section = html.split('id="plan"')[1].split("<h2")[0]
+    res = mcfg.rule_resources(CFG, "pretrain", spec.get("resources"))
+    gpus = max(res.get("nodes", 1) * res.get("gpus_per_node", 0), 0)
+    assert f"<td>{job}</td><td>mplug_smoke</td>" in section
+    assert "<td>50.0</td>" in section
+    planned = 360 * spec["train"]["epochs"] / (3.0 * max(gpus, 1))  # samples / (samples/s x GPUs or 1 CPU)
+    assert f"<td>{planned:.1f}</td>" in section
+    assert f"<td>{planned / 50.0:.2f}</td>" in section

@@ -112,12 +112,9 @@ def settings_hash(obj):
 
 
 def merged_resources(rule_name, job_resources=None):
-    own = dict(config["resources"].get("rules", {}).get(rule_name, {}))
-    own.update(job_resources or {})
-    res = dict(config["resources"]["default"])
-    res.update(own)
-    res["own_partition"] = bool(own.get("slurm_partition"))
-    return res
+    from mplug.config import rule_resources
+
+    return rule_resources(config, rule_name, job_resources)
 
 
 CLUSTER = config["resources"].get("cluster", {})
