@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import pickle
+from typing import Any
 from pathlib import Path
 
 from mplug.data import formats
@@ -253,12 +254,11 @@ def grounding(ctx: Ctx, dataset: str) -> dict:
         if ann is None or img is None:
             raise DataError(f"{where}: ann_id {ref['ann_id']} / image_id {ref['image_id']} not in {inst_path}")
         width, height = int(img["width"]), int(img["height"])
-        x, y, w, h = (float(v) for v in ann["bbox"])
-        box = [max(0.0, x), max(0.0, y), min(x + w, width) - max(0.0, x), min(y + h, height) - max(0.0, y)]
+        box, was_clipped = clip_box([float(v) for v in ann["bbox"]], width, height)
         if box[2] <= 0 or box[3] <= 0:
             dropped += 1  # degenerate box: counted, not fatal
             continue
-        clipped += box != [x, y, w, h]
+        clipped += was_clipped
         path = ctx.src / "coco" / "train2014" / img["file_name"]
         ok = checker.ok(path)
         for j, sent in enumerate(get(ref, "sentences", where, list)):
@@ -303,6 +303,29 @@ def _nlvr_image(img_dir: Path, directory, name: str) -> Path:
     return img_dir / name
 
 
+def clip_box(box: list[float], width: int, height: int) -> tuple[list[float], bool]:
+    """COCO [x, y, w, h] clipped to the image; a box already inside is returned bit for bit
+    (recomputing x + w - x would turn 177.42 into 177.41999999999996). -> (box, clipped?)"""
+    x, y, w, h = box
+    if x >= 0 and y >= 0 and x + w <= width and y + h <= height:
+        return [x, y, w, h], False
+    x0, y0 = max(0.0, x), max(0.0, y)
+    return [x0, y0, min(x + w, width) - x0, min(y + h, height) - y0], True
+
+
+# The generator's own output spells the image key Flickr30K_ID; widely redistributed copies of
+# snli_ve_*.jsonl spell it Flikr30kID (the typo of the original SNLI-VE release).
+SNLI_VE_IMAGE_KEYS = ("Flickr30K_ID", "Flikr30kID")
+
+
+def snli_ve_image_id(rec: Any, where: str) -> Any:
+    for key in SNLI_VE_IMAGE_KEYS:
+        if isinstance(rec, dict) and key in rec:
+            return rec[key]
+    raise DataError(f"{where}: key '{SNLI_VE_IMAGE_KEYS[0]}' (or its redistributed spelling "
+                    f"'{SNLI_VE_IMAGE_KEYS[1]}') missing")
+
+
 # -------------------------------------------------------------------------------------- SNLI-VE
 
 def snli_ve(ctx: Ctx) -> dict:
@@ -314,7 +337,7 @@ def snli_ve(ctx: Ctx) -> dict:
         splits[split] = Split()
         official = ctx.maybe("snli_ve", f"snli_ve_{split}.jsonl")
         if official:
-            rows = [(f"{official}:{n}", o, get(o, "Flickr30K_ID", f"{official}:{n}"), o.get("sentence2"),
+            rows = [(f"{official}:{n}", o, snli_ve_image_id(o, f"{official}:{n}"), o.get("sentence2"),
                      o.get("gold_label"), o.get("pairID", f"{split}-{n}")) for n, o in load_jsonl(official)]
         else:
             path = ctx.need("albef_data", f"data/ve_{split}.json")

@@ -129,8 +129,10 @@ def res(tmp_path_factory) -> Path:
 
     for split, rows in (("train", [("100", "entailment")]), ("dev", [("101", "neutral")]),
                         ("test", [("101", "contradiction"), ("999", "neutral")])):
+        # the generator writes Flickr30K_ID; redistributed copies spell it Flikr30kID (test here)
+        key = "Flikr30kID" if split == "test" else "Flickr30K_ID"
         _jsonl(r / "snli_ve" / f"snli_ve_{split}.jsonl", [
-            {"Flickr30K_ID": fid, "sentence2": f"hyp {fid}", "gold_label": lab, "pairID": f"{split}{k}"}
+            {key: fid, "sentence2": f"hyp {fid}", "gold_label": lab, "pairID": f"{split}{k}"}
             for k, (fid, lab) in enumerate(rows)])
 
     mv = r / "msrvtt"
@@ -223,6 +225,23 @@ def test_refcoco_pickle_boxes_and_splits(res, tmp_path):
     assert [r["expression"] for r in recs["testA"]] == ["left man", "caf\u00e9 man"]
     assert recs["testA"][0]["box"] == [2.0, 3.0, 10.0, 8.0] and recs["testA"][0]["ref_id"] == 7
     assert recs["train"][0]["box"] == [25.0, 20.0, 7.0, 4.0] and stats["boxes_clipped"] == 1
+
+
+def test_refcoco_clipping_touches_only_boxes_outside_the_image():
+    from mplug.data.preprocess_image import clip_box
+
+    inside = [177.42, 3.1, 100.37, 50.9]  # 177.42 + 100.37 - 177.42 != 100.37 in floats
+    assert clip_box(inside, 640, 480) == (inside, False)
+    assert clip_box([540.0, 0.0, 100.0, 480.0], 640, 480) == ([540.0, 0.0, 100.0, 480.0], False)  # at the edge
+    assert clip_box([-2.0, 470.5, 10.0, 20.0], 640, 480) == ([0.0, 470.5, 8.0, 9.5], True)
+
+
+def test_snli_ve_without_either_image_key_names_both():
+    from mplug.data.preprocess_image import snli_ve_image_id
+
+    assert snli_ve_image_id({"Flikr30kID": "7"}, "f:1") == "7"
+    with pytest.raises(DataError, match=r"f:3.*Flickr30K_ID.*Flikr30kID"):
+        snli_ve_image_id({"sentence2": "x"}, "f:3")
 
 
 def test_refs_pickle_that_would_run_code_is_refused(res, tmp_path):
