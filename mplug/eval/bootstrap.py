@@ -117,7 +117,15 @@ def retrieval_ci(txt_ranks: np.ndarray, img_ranks: np.ndarray,
 def caption_ci(per_image: Mapping[str, np.ndarray], resamples: int = DEFAULT_RESAMPLES,
                seed: int = DEFAULT_SEED) -> dict[str, list[float]]:
     """Images: per-image scores (x100) of the mean-type metrics (CIDEr with fixed document
-    frequencies, ROUGE_L, SPICE) -> intervals. NaN per-image SPICE is left out as its mean does."""
-    clean = {k: np.asarray(v, np.float64) for k, v in per_image.items()
-             if len(v) and not np.isnan(np.asarray(v, np.float64)).any()}
-    return mean_cis(clean, resamples, seed)
+    frequencies, ROUGE_L, SPICE) -> intervals. NaN per-image SPICE is left out as its mean does.
+    Metrics may be over different image sets (NoCaps: "in-domain/CIDEr" over the in-domain
+    images, "overall/CIDEr" over all): metrics over one set share the resampled images."""
+    by_set: dict[int, dict[str, np.ndarray]] = {}
+    for k, v in per_image.items():
+        v = np.asarray(v, np.float64)
+        if len(v) and not np.isnan(v).any():
+            by_set.setdefault(len(v), {})[k] = v
+    out: dict[str, list[float]] = {}
+    for group in by_set.values():
+        out.update(mean_cis(group, resamples, seed))
+    return {k: out[k] for k in per_image if k in out}

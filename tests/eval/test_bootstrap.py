@@ -74,6 +74,21 @@ def test_caption_interval_is_over_images_and_holds_cider_df_fixed():
     assert ci["CIDEr"][0] < 100 < ci["CIDEr"][1]
 
 
+def test_nocaps_domains_are_bootstrapped_over_their_own_images():
+    """NoCaps scores each domain on its own images: per-image arrays of different lengths."""
+    from mplug.eval.caption_eval import score_nocaps
+
+    refs = {i: [f"a dog on grass number {i}", "a dog outside"] for i in range(9)}
+    hyps = {i: "a dog on grass" if i % 2 else "a cat" for i in range(9)}
+    domains = {i: ("in-domain", "near-domain", "out-domain")[i % 3] for i in range(9)}
+    domains.update({0: "in-domain", 3: "in-domain"})  # unequal domain sizes
+    per: dict = {}
+    score_nocaps(refs, hyps, domains, metrics=("CIDEr",), per_image=per)
+    assert len({len(v) for v in per.values()}) > 1
+    ci = bs.caption_ci(per, resamples=200)
+    assert set(ci) == set(per) and all(lo <= hi for lo, hi in ci.values())
+
+
 def test_caption_per_image_scores_average_to_the_corpus_score():
     from mplug.eval.caption_eval import score_captions
 

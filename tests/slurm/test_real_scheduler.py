@@ -35,7 +35,12 @@ pytestmark = [pytest.mark.slurm,
 def _snakemake(work: Path, *targets: str, **kw) -> subprocess.Popen:
     cmd = [*SNAKEMAKE, *targets, "--profile", str(REPO / "slurm"), "--configfile", str(SMOKE),
            "-d", str(work)]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # without the launcher variables an in-process training test of this worker exported
+    # (MASTER_PORT names a port that worker's process group still holds): sbatch passes the
+    # submitting environment on to the job
+    launch = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")
+    env = {k: v for k, v in os.environ.items() if k not in launch}
+    env["PYTHONPATH"] = str(REPO)
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, **kw)
 
