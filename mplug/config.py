@@ -368,14 +368,14 @@ def enabled_models(cfg: dict) -> dict[str, dict]:
 
 
 def model_settings(cfg: dict, model_key: str) -> dict:
-    """{'arch', 'schedule', 'stride'} of a model key (what `build_model` needs). A registry name
-    (e.g. `mplug_base`) that is not a model key resolves to the first model with that arch."""
-    if model_key not in cfg["models"]:
-        for m in cfg["models"].values():
-            if m["arch"] == model_key:
-                return {"arch": m["arch"], "schedule": m.get("schedule", "official"),
-                        "stride": m["stride"]}
-    m = _get(cfg, ("models", model_key))
+    """{'arch', 'schedule', 'stride'} of a model key of the config (what `build_model` needs).
+    Only model keys: an architecture name would be ambiguous (mplug_base and mplug_base_4m share
+    one) and provenance would record the wrong key."""
+    models = cfg.get("models") or {}
+    if model_key not in models:
+        raise ConfigError(f"model {model_key!r} is not a model key of the run config; its models: "
+                          f"{', '.join(models) or 'none'}")
+    m = models[model_key]
     return {"arch": m["arch"], "schedule": m.get("schedule", "official"), "stride": m["stride"]}
 
 

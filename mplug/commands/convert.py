@@ -2,6 +2,9 @@
 
     mplug convert --model NAME [--task T] [--image-res N] IN OUT
     mplug convert --model NAME [--task T] [--image-res N] --clip CLIP.tar --bert BERT OUT
+
+With `--config RUN.yaml`, `--model` is a model key of the run config (the workflow's
+`convert_official` rule), resolved to its architecture there.
 """
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ TASKS = ("pretrain", "vqa", "caption", "retrieval", "grounding")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="named model config (mplug_base, mplug_large, ...)")
+    parser.add_argument("--model", required=True, help="named model config (mplug_base, mplug_large, "
+                        "...), or with --config a model key of the run config")
+    parser.add_argument("--config", default=None, help="run config YAML whose model key --model is")
     parser.add_argument("--task", default=None, choices=TASKS,
                         help="task model the weights are for (decides which heads, momentum copies "
                              "and queues are kept); default vqa, or pretrain with --clip")
@@ -31,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     from mplug.errors import ConfigError
     from mplug.models.convert import convert_checkpoint, init_checkpoint
 
+    if args.config:
+        from mplug.config import load_config, model_settings
+
+        args.model = model_settings(load_config(args.config), args.model)["arch"]
     if args.clip or args.bert:
         if not (args.clip and args.bert) or len(args.paths) != 1:
             raise ConfigError("initial-model mode needs --clip CLIP --bert BERT and exactly one path, OUT")

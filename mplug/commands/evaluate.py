@@ -1,11 +1,14 @@
-"""`mplug evaluate TASK --checkpoint CKPT --data DIR --split SPLIT --out FILE.json`.
+"""`mplug evaluate [TASK] --config RUN.yaml --model KEY --job JOB --checkpoint CKPT --data DIR
+--split SPLIT --out FILE.json`.
 
-Settings come from (lowest to highest): the official defaults (mplug.eval.run.EvalSettings), the
-run config (config/*.yaml: the model's `arch` under `models:` when there is one model, and the
-`generation:` block of the `evaluate:` entry named by --eval-name, default: the entry named like
-TASK, else the only entry with that task), then the command-line options.
-Generation keys understood: beam_size, min_length, max_length, prompt, batch_size, k_test,
-num_frames, rank_k. `length_penalty` is the models' fixed GNMT 0.6 and is not re-settable here.
+With a run config, `--model` is one of its model keys and `--job` one of its `evaluate:` jobs:
+the task, the dataset folder, the architecture (with the model's stride and schedule) and every
+generation setting (image_res, max_text_len, beam, prompt, frames, k_test, ...; after the job's
+`overrides[arch]` and `paper:`) are resolved from the config once, by `mplug.eval.job`; keys the
+evaluator does not act on are logged and stored in the metrics' provenance. The workflow's rules
+call it this way. Without a config, `--model` names a registry model and TASK is required.
+Command-line options override the resolved settings (lowest to highest: the official defaults of
+mplug.eval.run.EvalSettings, the config's job, the options).
 """
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ TASKS = ("vqa", "caption", "nocaps", "retrieval_coco", "retrieval_flickr", "grou
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", choices=TASKS, help="evaluation task")
-    parser.add_argument("--config", help="run config YAML (model name, eval settings)")
+    parser.add_argument("task", nargs="?", choices=TASKS, help="evaluation task (default: the "
+                        "--job's task)")
+    parser.add_argument("--config", help="run config YAML: --model and --job name its keys")
+    parser.add_argument("--job", help="the config's `evaluate:` job (task, dataset and settings)")
     parser.add_argument("--checkpoint", help="model weights (.safetensors or .pth); omit only to "
                         "evaluate a random-init model (debugging)")
     parser.add_argument("--data", required=True, help="data/<run>/ or the dataset folder itself")
@@ -26,10 +31,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", required=True, help="split name (<split>.jsonl)")
     parser.add_argument("--out", required=True, help="metrics JSON to write; predictions go "
                         "next to it as <stem>.predictions.json")
-    parser.add_argument("--eval-name", help="the config's `evaluate:` entry to take settings from")
-    parser.add_argument("--model", help="named model config (default: config `model`, else mplug_base)")
+    parser.add_argument("--model", help="with --config: a model key of its `models:` (default: the "
+                        "only one); without: a registry model (default mplug_base)")
     parser.add_argument("--tokenizer", help="vocab.txt or tokenizer folder (default: vocab.txt "
                         "found in the dataset folder or its parents)")
+    parser.add_argument("--image-res", type=int, help="evaluation resolution (default: the job's "
+                        "image_res, else the checkpoint's own); a checkpoint trained at another one "
+                        "has its position embedding resized")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     parser.add_argument("--limit", type=int, help="only the first N records (debugging)")
@@ -50,100 +58,72 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_config(path: str | None) -> dict:
-    if not path:
-        return {}
-    try:
-        from mplug.config import load_config  # the workflow's validated loader, when present
-    except ImportError:
-        load_config = None
-    if load_config is not None:
-        cfg = load_config(path)
-        return dict(cfg) if not isinstance(cfg, dict) else cfg
-    import yaml
+    from mplug.config import load_config
 
-    from mplug.errors import ConfigError
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            cfg = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"cannot read config {path}: {err}") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: expected a YAML mapping at the top level")
-    return cfg
+    return load_config(path) if path else {}
 
 
-def settings_from(args: argparse.Namespace, cfg: dict):
+def resolve(args: argparse.Namespace, cfg: dict):
+    """(task, dataset, EvalSettings, not-acted-on keys) of the command line."""
     from mplug.eval.run import EvalSettings
 
     from mplug.errors import ConfigError
 
     s = EvalSettings.paper_caption() if args.paper_decoding else EvalSettings()
-    models = cfg.get("models") or {}
-    if isinstance(models, dict) and len(models) == 1:
-        (name, m), = models.items()
-        s = s.replace(model=(m or {}).get("arch", name) if isinstance(m, dict) else name)
-    entry = _eval_entry(cfg, args)
-    gen = dict(entry.get("generation") or {})
-    over_cfg = {"batch_size": gen.get("batch_size"), "k_test": gen.get("k_test"),
-                "rank_k": gen.get("rank_k")}
-    prefix_cfg = {"vqa": "vqa", "video_caption": "video_caption", "caption": "caption",
-                  "nocaps": "caption"}.get(args.task)
-    if prefix_cfg:
-        over_cfg.update({f"{prefix_cfg}_beam": gen.get("beam_size"),
-                         f"{prefix_cfg}_min_length": gen.get("min_length"),
-                         f"{prefix_cfg}_max_length": gen.get("max_length")})
-    if "prompt" in gen and args.task in ("caption", "nocaps", "video_caption"):
-        over_cfg[{"caption": "caption_prompt", "nocaps": "nocaps_prompt",
-                  "video_caption": "video_caption_prompt"}[args.task]] = gen["prompt"]
-    if "num_frames" in gen:
-        over_cfg[{"video_retrieval": "frames_retrieval", "video_caption": "frames_caption"}.get(
-            args.task, "frames_qa")] = gen["num_frames"]
-    s = s.replace(**{k: v for k, v in over_cfg.items() if v is not None})
-    prefix = {"vqa": "vqa", "video_caption": "video_caption", "caption": "caption",
-              "nocaps": "caption"}.get(args.task)
-    over = {"model": args.model, "batch_size": args.batch_size, "device": args.device,
-            "limit": args.limit, "k_test": args.k_test, "ci_resamples": args.ci_resamples,
-            "ci_seed": args.ci_seed}
-    if prefix:
-        over.update({f"{prefix}_beam": args.beam, f"{prefix}_max_length": args.max_length,
-                     f"{prefix}_min_length": args.min_length})
-    elif any(v is not None for v in (args.beam, args.max_length, args.min_length)):
-        raise ConfigError(f"--beam/--max-length/--min-length apply to generation tasks, not {args.task}")
-    if args.prompt is not None:
-        key = {"nocaps": "nocaps_prompt", "video_caption": "video_caption_prompt",
-               "caption": "caption_prompt"}.get(args.task)
-        if key is None:
-            raise ConfigError(f"--prompt applies to captioning tasks, not {args.task}")
-        over[key] = args.prompt
-    if args.bins is not None:
-        if args.task != "grounding":
-            raise ConfigError(f"--bins applies to grounding, not {args.task}")
-        over["grounding_bins"] = args.bins
-    if args.frames is not None:
-        key = {"video_retrieval": "frames_retrieval", "video_caption": "frames_caption",
-               "video_qa_msrvtt": "frames_qa", "video_qa_msvd": "frames_qa"}.get(args.task)
-        if key is None:
-            raise ConfigError(f"--frames applies to video tasks, not {args.task}")
-        over[key] = args.frames
-    return s.replace(**{k: v for k, v in over.items() if v is not None})
+    if not cfg:
+        if args.job:
+            raise ConfigError("--job names a job of a run config: pass --config too")
+        if not args.task:
+            raise ConfigError("give the evaluation TASK, or --config and --job")
+        return args.task, args.dataset, s.replace(**({"model": args.model} if args.model else {})), {}
+    job = _job(args, cfg)
+    if args.task and args.task != job.task:
+        raise ConfigError(f"{args.config}: evaluate.{job.name} is a {job.task} job, not {args.task}")
+    return job.task, args.dataset or job.dataset, s.replace(**job.settings), job.not_acted_on
 
 
-def _eval_entry(cfg: dict, args: argparse.Namespace) -> dict:
+def _job(args: argparse.Namespace, cfg: dict):
+    from mplug.config import enabled_models
+    from mplug.eval.job import resolve_job
+
     from mplug.errors import ConfigError
 
-    entries = cfg.get("evaluate") or {}
-    if not isinstance(entries, dict):
-        return {}
-    if args.eval_name:
-        if args.eval_name not in entries:
-            raise ConfigError(f"{args.config}: no evaluate entry {args.eval_name!r}; have "
-                              f"{', '.join(entries)}")
-        return entries[args.eval_name] or {}
-    if isinstance(entries.get(args.task), dict):
-        return entries[args.task]
-    same = [e for e in entries.values() if isinstance(e, dict) and e.get("task") == args.task]
-    return same[0] if len(same) == 1 else {}
+    models = enabled_models(cfg)
+    key = args.model or (next(iter(models)) if len(models) == 1 else None)
+    if key not in cfg["models"]:
+        raise ConfigError(f"{args.config}: --model must be one of its model keys "
+                          f"({', '.join(cfg['models'])}), got {args.model!r}")
+    if not args.job:
+        same = [j for j, e in cfg["evaluate"].items() if e["task"] == args.task]
+        if args.task not in cfg["evaluate"] and len(same) != 1:
+            raise ConfigError(f"{args.config}: pass --job, one of the evaluate: jobs "
+                              f"({', '.join(cfg['evaluate'])})")
+        args.job = args.task if args.task in cfg["evaluate"] else same[0]
+    return resolve_job(cfg, args.job, key)
+
+
+def overrides(args: argparse.Namespace, task: str) -> dict:
+    """EvalSettings fields set by command-line options (checked against the task)."""
+    from mplug.eval.job import FRAMES_FIELD, GEN_PREFIX, PROMPT_FIELD
+
+    from mplug.errors import ConfigError
+
+    over = {"batch_size": args.batch_size, "image_res": args.image_res, "device": args.device, "limit": args.limit,
+            "k_test": args.k_test, "ci_resamples": args.ci_resamples, "ci_seed": args.ci_seed}
+    gen = (args.beam, args.max_length, args.min_length)
+    if task in GEN_PREFIX:
+        p = GEN_PREFIX[task]
+        over.update({f"{p}_beam": gen[0], f"{p}_max_length": gen[1], f"{p}_min_length": gen[2]})
+    elif any(v is not None for v in gen):
+        raise ConfigError(f"--beam/--max-length/--min-length apply to generation tasks, not {task}")
+    for flag, value, fields in (("--prompt", args.prompt, PROMPT_FIELD), ("--frames", args.frames, FRAMES_FIELD),
+                                ("--bins", args.bins, {"grounding": "grounding_bins"})):
+        if value is None:
+            continue
+        if task not in fields:
+            raise ConfigError(f"{flag} applies to {', '.join(sorted(fields))}, not {task}")
+        over[fields[task]] = value
+    return {k: v for k, v in over.items() if v is not None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,12 +133,17 @@ def run(args: argparse.Namespace) -> int:
 
     from mplug.eval.run import evaluate
     from mplug.utils.io import ensure_writable_dir
+    from mplug.utils.logging import get_logger
 
     cfg = _load_config(args.config)
-    settings = settings_from(args, cfg)
+    task, dataset, settings, not_acted_on = resolve(args, cfg)
+    settings = settings.replace(**overrides(args, task))
+    for key, why in not_acted_on.items():
+        get_logger("mplug.eval").info("evaluate.%s.generation.%s is not acted on: %s", args.job, key, why)
     ensure_writable_dir(Path(args.out).parent)  # before the evaluation, not after it
-    result = evaluate(args.task, args.checkpoint, args.data, args.split, args.out, settings,
-                      tokenizer=args.tokenizer, dataset=args.dataset, config=cfg or None)
+    result = evaluate(task, args.checkpoint, args.data, args.split, args.out, settings,
+                      tokenizer=args.tokenizer, dataset=dataset, config=cfg or None,
+                      not_acted_on=not_acted_on)
     print(json.dumps({"task": result["task"], "split": result["split"],
                       "metrics": result["metrics"], "out": args.out}))
     return 0

@@ -43,11 +43,16 @@ NOCAPS_DOMAIN = {"in": "in-domain", "near": "near-domain", "out": "out-domain"}
 class EvalSettings:
     """Everything that changes a number. Defaults = official code."""
 
-    model: str = "mplug_base"
+    model: str = "mplug_base"         # registry name (the arch) built for the task
+    model_key: str | None = None       # the run config's model key and evaluation job (provenance)
+    job: str | None = None
+    stride: int | None = None          # None: the registry config's skip-connection stride
+    schedule: str | None = None        # None: the registry config's schedule
     batch_size: int = 16
     device: str = "auto"
     limit: int | None = None           # evaluate only the first N records (smoke/debug)
-    image_res: int | None = None       # None: the model config's resolution
+    image_res: int | None = None       # None: the checkpoint's own resolution (its position
+                                       # embedding), else the model config's
     vqa_beam: int = 5
     vqa_max_length: int = 10
     vqa_min_length: int = 1
@@ -427,41 +432,95 @@ def trained_grounding_bins(checkpoint: str | Path | None) -> int | None:
 
 def load_model(model_task: str, checkpoint: str | Path | None, settings: EvalSettings, device,
                tokenizer: Any = None):
-    """Build `settings.model` for `model_task`, its vocabulary sized for `tokenizer` by
-    `mplug.data.tokenizer.vocab_overrides` (the rule training uses), and load `checkpoint`."""
+    """Build `settings.model` for `model_task` at the evaluation resolution, its vocabulary sized
+    for `tokenizer` by `mplug.data.tokenizer.vocab_overrides` (the rule training uses), and load
+    `checkpoint`, resizing its ViT position embedding when it was trained at another resolution
+    (bilinear, as the official fine-tuning and zero-shot scripts do). The model's `resolution`
+    attribute records {image_res, checkpoint_image_res, pos_embed_resized} for the provenance."""
     from mplug.data.tokenizer import vocab_overrides
     from mplug.models import build_model
-    from mplug.models.loading import load_into, load_state_dict_safe
+    from mplug.models.loading import load_state_dict_safe
 
     over = vocab_overrides(tokenizer, settings.model) if tokenizer is not None else {}
+    over.update({k: v for k, v in (("stride", settings.stride), ("schedule", settings.schedule))
+                 if v is not None})
     if model_task == "grounding":
         bins = settings.grounding_bins or trained_grounding_bins(checkpoint)
         if bins:
             over["grounding_bins"] = bins
+    # Queues are not even loaded: their size is a training choice (0 = in-batch ITC), so their
+    # shape must not decide whether a model loads.
+    state = None if checkpoint is None else {
+        k: v for k, v in load_state_dict_safe(checkpoint).items() if k.split(".")[0] not in _QUEUES}
+    trained_res = checkpoint_image_res(state, settings.model) if state is not None else None
+    over["image_res"] = settings.image_res or trained_res or get_image_res(settings.model)
     model = build_model(settings.model, model_task, **over)
-    if checkpoint is not None:
-        # Unexpected keys are fine (zero-shot from a pretrained or other-task checkpoint); a
-        # missing weight is not, except momentum copies and queues, which inference never uses.
-        # Queues are not even loaded: their size is a training choice (0 = in-batch ITC), so
-        # their shape must not decide whether a model loads.
-        state = {k: v for k, v in load_state_dict_safe(checkpoint).items()
-                 if k.split(".")[0] not in _QUEUES}
-        try:
-            report = load_into(model, state, strict=False, source=str(checkpoint))
-        except CheckpointError as err:
-            if "word_embeddings" not in str(err):
-                raise
-            raise CheckpointError(f"{err}\nThe vocabulary differs: the model has "
-                                  f"{model.cfg.text.vocab_size} rows for this tokenizer "
-                                  "(mplug.data.tokenizer.vocab_overrides); evaluate with the "
-                                  "tokenizer the checkpoint was trained with (--tokenizer)") from None
-        missing = [k for k in report.missing if not _train_only(k)]
-        if missing:
-            raise CheckpointError(f"{checkpoint}: {len(missing)} weights the {model_task} model "
-                                  f"needs are missing, e.g. {missing[:5]}; is it the right "
-                                  f"checkpoint for --model {settings.model}?")
-        log.info("loaded %s (%d unused checkpoint keys)", checkpoint, len(report.unexpected))
+    resized = _fit_pos_embed(model, state) if state is not None else []
+    model.resolution = {"image_res": over["image_res"], "checkpoint_image_res": trained_res,
+                        "pos_embed_resized": bool(resized)}
+    if state is not None:
+        _load_weights(model, model_task, state, checkpoint, settings)
+        if resized:
+            log.info("position embedding resized from %s px (checkpoint) to %s px: %s", trained_res,
+                     over["image_res"], ", ".join(resized))
     return model.to(device).eval()
+
+
+def get_image_res(arch: str) -> int:
+    from mplug.models import get_config
+
+    return get_config(arch).vision.image_res
+
+
+def checkpoint_image_res(state: dict, arch: str) -> int | None:
+    """The resolution a checkpoint's ViT position embedding was built for (grid x patch)."""
+    import math
+
+    from mplug.models import get_config
+
+    pos = state.get("visual_encoder.positional_embedding")
+    if pos is None or pos.dim() != 2:
+        return None
+    grid = math.isqrt(pos.shape[0] - 1)
+    if grid * grid != pos.shape[0] - 1:
+        raise CheckpointError(f"visual_encoder.positional_embedding has {pos.shape[0]} rows: not "
+                              "1 + a square grid of patches")
+    return grid * get_config(arch).vision.patch
+
+
+def _fit_pos_embed(model, state: dict) -> list[str]:
+    """Resize every ViT position embedding of `state` (online and momentum) to the model's."""
+    from mplug.models.convert import resize_pos_embed
+
+    target, resized = model.state_dict(), []
+    for key, value in list(state.items()):
+        if key.endswith("positional_embedding") and key in target and value.dim() == 2 \
+                and value.shape[0] != target[key].shape[0]:
+            state[key] = resize_pos_embed(value, target[key].shape[0])
+            resized.append(key)
+    return resized
+
+
+def _load_weights(model, model_task: str, state: dict, checkpoint, settings: EvalSettings) -> None:
+    """Unexpected keys are fine (zero-shot from a pretrained or other-task checkpoint); a missing
+    weight is not, except momentum copies and queues, which inference never uses."""
+    from mplug.models.loading import load_into
+
+    try:
+        report = load_into(model, state, strict=False, source=str(checkpoint))
+    except CheckpointError as err:
+        if "word_embeddings" not in str(err):
+            raise
+        raise CheckpointError(f"{err}\nThe vocabulary differs: the model has "
+                              f"{model.cfg.text.vocab_size} rows for this tokenizer "
+                              "(mplug.data.tokenizer.vocab_overrides); evaluate with the "
+                              "tokenizer the checkpoint was trained with (--tokenizer)") from None
+    missing = [k for k in report.missing if not _train_only(k)]
+    if missing:
+        raise CheckpointError(f"{checkpoint}: {len(missing)} weights the {model_task} model "
+                              f"needs are missing, e.g. {missing[:5]}; is it the right "
+                              f"checkpoint for --model {settings.model_key or settings.model}?")
+    log.info("loaded %s (%d unused checkpoint keys)", checkpoint, len(report.unexpected))
 
 
 _QUEUES = ("image_queue", "text_queue", "idx_queue", "queue_ptr")
@@ -474,8 +533,10 @@ def _train_only(key: str) -> bool:
 
 def evaluate(task: str, checkpoint: str | Path | None, data: str | Path, split: str,
              out: str | Path, settings: EvalSettings | None = None, tokenizer: str | None = None,
-             dataset: str | None = None, config: Any = None) -> dict:
-    """Run `task` on `split`; write predictions next to `out` and the metrics JSON to `out`."""
+             dataset: str | None = None, config: Any = None,
+             not_acted_on: dict[str, str] | None = None) -> dict:
+    """Run `task` on `split`; write predictions next to `out` and the metrics JSON to `out`.
+    `not_acted_on`: config keys the evaluation does not use, recorded in the provenance."""
     import torch
 
     from mplug.data.tokenizer import find_vocab, load_tokenizer
@@ -492,7 +553,7 @@ def evaluate(task: str, checkpoint: str | Path | None, data: str | Path, split: 
     cfg_tok = config.get("tokenizer") if isinstance(config, dict) else None
     tok = load_tokenizer(find_vocab(data_dir, tokenizer or cfg_tok))
     model = load_model(model_task, checkpoint, settings, device, tokenizer=tok)
-    res = settings.image_res or model.cfg.vision.image_res
+    res = model.resolution["image_res"]
     loader, ds = eval_loader(task, data_dir, split, tok, res, settings, model.cfg.text.max_position)
     records = ds.records
     if task == "grounding" and dataset is None and "dataset" in records[0]:
@@ -516,7 +577,9 @@ def evaluate(task: str, checkpoint: str | Path | None, data: str | Path, split: 
                   config=config if config is not None else dataclasses.asdict(settings),
                   checkpoint=checkpoint, dataset=dataset or data_dir.name, split=split,
                   size=len(records), wall_time_s=round(time.time() - start, 3),
-                  settings=dataclasses.asdict(settings), predictions=str(pred_path))}
+                  settings=dataclasses.asdict(settings), predictions=str(pred_path),
+                  model_key=settings.model_key, job=settings.job, arch=settings.model,
+                  resolution=model.resolution, not_acted_on=dict(not_acted_on or {}))}
     atomic_write_json(out, result)
     log.info("%s/%s: %s", task, split, {k: v for k, v in metrics.items() if not isinstance(v, dict)})
     return result

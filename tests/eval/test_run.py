@@ -1,10 +1,14 @@
 """`mplug evaluate` on the synthetic world with a tiny random-init checkpoint: well-formed
 metrics JSON with provenance, predictions next to it, official failure modes."""
 import json
+from pathlib import Path
 
 import pytest
 
 from mplug.cli import main
+from mplug.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -104,32 +108,95 @@ def test_wrong_checkpoint_is_a_clear_error(world, tmp_path, capsys):
     assert rc == 2 and "val.jsonl" in cap.err
 
 
-def test_settings_from_run_config(tmp_path):
+@pytest.mark.parametrize("eval_res", [32, 64])
+def test_a_checkpoint_trained_at_another_resolution_evaluates_at_the_asked_one(world, tmp_path, capsys, eval_res):
+    """Trained at 48 px, evaluated lower (32) and higher (64): the position embedding is resized
+    from the checkpoint's own grid and the provenance says which resolution ran."""
+    import torch
+
+    from mplug.data.tokenizer import load_tokenizer
+    from mplug.eval.run import EvalSettings, load_model
+    from mplug.models.loading import save_state_dict
+
+    tok = load_tokenizer(world / "vocab.txt")
+    trained = load_model("vqa", None, EvalSettings(model="mplug_tiny", device="cpu", image_res=48), "cpu", tok)
+    assert trained.state_dict()["visual_encoder.positional_embedding"].shape[0] == 1 + 6 * 6
+    ckpt = tmp_path / "vqa48.safetensors"
+    save_state_dict(trained.state_dict(), ckpt)
+    out = tmp_path / "m.json"
+    rc, cap = _run(["vqa", "--checkpoint", str(ckpt), "--data", str(world), "--split", "val",
+                    "--out", str(out), "--image-res", str(eval_res)], capsys)
+    assert rc == 0, cap.err[-2000:]
+    prov = json.loads(out.read_text())["provenance"]
+    assert prov["resolution"] == {"image_res": eval_res, "checkpoint_image_res": 48, "pos_embed_resized": True}
+    again = load_model("vqa", ckpt, EvalSettings(model="mplug_tiny", device="cpu"), "cpu", tok)
+    assert again.resolution == {"image_res": 48, "checkpoint_image_res": 48, "pos_embed_resized": False}
+    assert torch.equal(again.state_dict()["visual_encoder.positional_embedding"],
+                       trained.state_dict()["visual_encoder.positional_embedding"])
+
+
+def _cli(*argv: str):
     import argparse
 
-    from mplug.commands.evaluate import register, settings_from
+    from mplug.commands.evaluate import register
 
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("models: {m: {arch: mplug_tiny}}\nevaluate:\n"
-                   "  nocaps_zs: {task: nocaps, generation: {beam_size: 3, max_length: 12, "
-                   "prompt: 'a photo of', batch_size: 8}}\n"
-                   "  video_retrieval: {task: video_retrieval, generation: {k_test: 16, num_frames: 4}}\n")
     p = argparse.ArgumentParser()
     register(p)
-    base = ["--data", "x", "--split", "val", "--out", "o", "--config", str(cfg)]
-    raw = {"models": {"m": {"arch": "mplug_tiny"}}, "evaluate": {
-        "nocaps_zs": {"task": "nocaps", "generation": {"beam_size": 3, "max_length": 12,
-                                                       "prompt": "a photo of", "batch_size": 8}},
-        "video_retrieval": {"task": "video_retrieval",
-                            "generation": {"k_test": 16, "num_frames": 4}}}}
-    a = p.parse_args(["nocaps", *base, "--max-length", "9"])
-    s = settings_from(a, raw)
-    assert (s.model, s.caption_beam, s.caption_max_length, s.nocaps_prompt, s.batch_size) == \
-        ("mplug_tiny", 3, 9, "a photo of", 8)  # only nocaps_zs has task nocaps; CLI wins
-    s = settings_from(p.parse_args(["video_retrieval", *base]), raw)
-    assert (s.k_test, s.frames_retrieval) == (16, 4)
-    s = settings_from(p.parse_args(["vqa", *base]), {})
-    assert (s.vqa_beam, s.vqa_max_length, s.vqa_min_length) == (5, 10, 1)  # official defaults
+    return p.parse_args([*argv, "--data", "x", "--split", "val", "--out", "o"])
+
+
+def test_the_job_and_model_key_resolve_everything_from_the_run_config():
+    """`--config C --model KEY --job JOB`: task, dataset, arch and the job's settings for that
+    model key (its overrides[arch]); command-line options win."""
+    from mplug.commands.evaluate import overrides, resolve
+    from mplug.config import load_config
+
+    paper = REPO / "config" / "config.yaml"
+    cfg = load_config(paper)
+    task, dataset, s, ignored = resolve(_cli("--config", str(paper), "--model", "mplug_base_4m",
+                                             "--job", "vqa"), cfg)
+    assert (task, dataset, s.model, s.model_key, s.job) == ("vqa", "vqa", "mplug_base", "mplug_base_4m", "vqa")
+    assert (s.image_res, s.vqa_beam, s.vqa_max_length, s.stride) == (384, 5, 10, 3)  # overrides.mplug_base
+    assert set(ignored) == {"add_ocr", "add_object", "submission"}
+    args = _cli("--config", str(paper), "--model", "mplug_large", "--job", "nocaps_zeroshot",
+                "--max-length", "9")
+    task, dataset, s, _ = resolve(args, cfg)
+    s = s.replace(**overrides(args, task))
+    assert (task, dataset, s.model, s.image_res, s.caption_max_length, s.nocaps_prompt) == \
+        ("nocaps", "nocaps", "mplug_large", 336, 9, "a picture of")
+    _, _, s, _ = resolve(_cli("--config", str(paper), "--model", "mplug_base", "--job", "video_qa_msvd"), cfg)
+    assert (s.frames_qa, s.rank_k, s.image_res, s.batch_size) == (16, 128, 480, 1)
+    cfg["hparams"] = "paper"
+    _, _, s, _ = resolve(_cli("--config", str(paper), "--model", "mplug_large", "--job", "vqa"), cfg)
+    assert s.image_res == 504
+
+
+def test_a_model_key_not_in_the_config_or_a_contradicting_task_is_a_named_error():
+    from mplug.commands.evaluate import resolve
+    from mplug.config import load_config
+
+    paper = REPO / "config" / "config.yaml"
+    cfg = load_config(paper)
+    with pytest.raises(ConfigError, match="model keys.*got .mplug_tiny."):
+        resolve(_cli("--config", str(paper), "--model", "mplug_tiny", "--job", "vqa"), cfg)
+    with pytest.raises(ConfigError, match="evaluate.vqa is a vqa job, not caption"):
+        resolve(_cli("caption", "--config", str(paper), "--model", "mplug_base", "--job", "vqa"), cfg)
+    with pytest.raises(ConfigError, match="no evaluation job 'nope'"):
+        resolve(_cli("--config", str(paper), "--model", "mplug_base", "--job", "nope"), cfg)
+
+
+def test_generation_keys_the_evaluator_cannot_honour_name_the_key():
+    from mplug.eval.job import generation_settings
+
+    assert generation_settings("grounding", {"mode": "greedy", "max_length": 4}, "g") == ({}, {})
+    for task, gen, key in (("vqa", {"mode": "greedy"}, "mode"),
+                           ("caption", {"length_penalty": 1.0}, "length_penalty"),
+                           ("retrieval_coco", {"score": "itc"}, "score"),
+                           ("grounding", {"max_length": 6}, "max_length")):
+        with pytest.raises(ConfigError, match=f"evaluate.j.generation.{key}="):
+            generation_settings(task, gen, "evaluate.j.generation")
+    over, ignored = generation_settings("nlvr2", {"beam_size": 3, "image_res": 64}, "g")
+    assert over == {"image_res": 64} and "not used by nlvr2" in ignored["beam_size"]
 
 
 def test_grounding_bins_come_from_the_checkpoints_training_summary(world, tmp_path, capsys):

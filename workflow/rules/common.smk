@@ -418,38 +418,7 @@ def report_inputs():
     return list(dict.fromkeys(out))
 
 
-# ------------------------------------------------------------------------ evaluation
-
-_GEN_TASKS = ("vqa", "caption", "nocaps", "video_caption")
-_PROMPT_TASKS = ("caption", "nocaps", "video_caption")
-_VIDEO_TASKS = ("video_retrieval", "video_caption", "video_qa_msrvtt", "video_qa_msvd")
-
-
-def eval_flags(job, model):
-    """`mplug evaluate` flags from the job's resolved generation settings (only the flags the
-    task accepts; the rest of the settings are the evaluator's official defaults)."""
-    task = config["evaluate"][job]["task"]
-    gen = mcfg.eval_settings(config, job, model)
-    flags = []
-
-    def add(flag, key):
-        if gen.get(key) is not None:
-            flags.extend([flag, shlex.quote(str(gen[key]))])
-
-    if task in _GEN_TASKS:
-        add("--beam", "beam_size")
-        add("--max-length", "max_length")
-        add("--min-length", "min_length")
-    if task in _PROMPT_TASKS:
-        add("--prompt", "prompt")
-    if task in _VIDEO_TASKS:
-        add("--frames", "num_frames")
-    add("--k-test", "k_test")
-    add("--batch-size", "batch_size")
-    add("--limit", "limit")
-    if config.get("tokenizer"):
-        flags.extend(["--tokenizer", shlex.quote(config["tokenizer"])])
-    return " ".join(flags)
+# ------------------------------------------------------------------ per-job resources
 
 
 def _pretrain_job(wc):

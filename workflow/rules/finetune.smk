@@ -25,7 +25,6 @@ rule finetune:
         **res_fn("finetune", _finetune_job),
     params:
         config=CONFIGFILE,
-        arch=lambda wc: MODELS[wc.model]["arch"],
         task=lambda wc: config["finetune"][wc.job]["task"],
         data=DATA_ROOT,
         out=lambda wc: ckpt_dir(wc.model, wc.job),
@@ -41,7 +40,7 @@ rule finetune:
     shell:
         logged_training(
             "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} train finetune {params.task:q}"
-            " --config {params.config:q} --model {params.arch:q} --stage {wildcards.job:q}"
+            " --config {params.config:q} --model {wildcards.model:q} --stage {wildcards.job:q}"
             " --data {params.data:q} --init {input.init:q} --out {params.out:q}"
             " --resume latest"
         )

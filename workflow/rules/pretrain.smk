@@ -28,7 +28,6 @@ if not OFFICIAL:
             **res_fn("pretrain", _pretrain_job),
         params:
             config=CONFIGFILE,
-            arch=lambda wc: MODELS[wc.model]["arch"],
             data=DATA_ROOT,
             out=lambda wc: ckpt_dir(wc.model, wc.stage),
             init=lambda wc, input: (
@@ -47,7 +46,7 @@ if not OFFICIAL:
         shell:
             logged_training(
                 "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} train pretrain"
-                " --config {params.config:q} --model {params.arch:q} --stage {wildcards.stage:q}"
+                " --config {params.config:q} --model {wildcards.model:q} --stage {wildcards.stage:q}"
                 " --data {params.data:q} --out {params.out:q} {params.init} --resume latest"
             )
 
@@ -70,7 +69,10 @@ else:
         resources:
             **res_fn("convert_official"),
         params:
-            arch=lambda wc: MODELS[wc.model]["arch"],
+            config=CONFIGFILE,
             mplug=MPLUG,
         shell:
-            logged("{params.mplug} convert --model {params.arch:q} {input:q} {output.model:q}")
+            logged(
+                "{params.mplug} convert --config {params.config:q} --model {wildcards.model:q}"
+                " {input:q} {output.model:q}"
+            )

@@ -25,17 +25,14 @@ rule zeroshot:
         **res_fn("zeroshot", _eval_job),
     params:
         config=CONFIGFILE,
-        arch=lambda wc: MODELS[wc.model]["arch"],
-        task=lambda wc: config["evaluate"][wc.job]["task"],
-        dataset=lambda wc: config["evaluate"][wc.job]["dataset"],
         data=DATA_ROOT,
-        flags=lambda wc: eval_flags(wc.job, wc.model),
+        settings=lambda wc: settings_hash(mcfg.eval_settings(config, wc.job, wc.model)),
         launcher=launcher_of("zeroshot", _eval_job),
         mplug=MPLUG,
     shell:
         logged(
-            "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} evaluate {params.task:q}"
-            " --config {params.config:q} --model {params.arch:q} --checkpoint {input.ckpt:q}"
-            " --data {params.data:q} --dataset {params.dataset:q} --split {wildcards.split:q}"
-            " --out {output:q} {params.flags}"
+            "OMP_NUM_THREADS={threads} {params.launcher} {params.mplug} evaluate"
+            " --config {params.config:q} --model {wildcards.model:q} --job {wildcards.job:q}"
+            " --checkpoint {input.ckpt:q} --data {params.data:q} --split {wildcards.split:q}"
+            " --out {output:q}"
         )
