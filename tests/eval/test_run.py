@@ -223,3 +223,19 @@ def test_grounding_bins_come_from_the_checkpoints_training_summary(world, tmp_pa
     rc, cap = _run(["vqa", "--checkpoint", str(model), "--data", str(world), "--split", "val",
                     "--out", str(out), "--bins", "33"], capsys)
     assert rc != 0 and "--bins applies to grounding" in cap.err
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml"])
+@pytest.mark.parametrize("hparams", ["official", "paper"])
+def test_every_evaluation_job_of_the_shipped_configs_resolves(name, hparams):
+    from mplug.config import enabled_models, load_config
+    from mplug.eval.job import resolve_job
+    from mplug.eval.run import EvalSettings
+
+    cfg = load_config(REPO / "config" / name)
+    cfg["hparams"] = hparams
+    for key, model in enabled_models(cfg).items():
+        for job in model["evaluate"]:
+            resolved = resolve_job(cfg, job, key)
+            s = EvalSettings().replace(**resolved.settings)
+            assert (s.model_key, s.job, s.model) == (key, job, model["arch"])

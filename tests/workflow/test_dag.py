@@ -41,6 +41,21 @@ def test_paper_run_lists_every_stage(paper_dry_run):
     assert re.search(r"mplug report --config \S*config/config.yaml --results results/paper", out)
 
 
+def test_every_rule_passes_the_model_key_and_the_job(paper_dry_run):
+    """Training and evaluation commands name the config's model key (mplug_base_4m is not
+    mplug_base, though both are arch mplug_base) and the job; the CLI resolves the rest."""
+    commands = re.findall(r"mplug (?:train \w+|evaluate)\b[^\n]*", paper_dry_run)
+    assert len(commands) > 40, commands[:3]
+    for cmd in commands:
+        model = re.search(r"--model (\S+)", cmd)
+        job = re.search(r"--(?:job|stage) (\S+)", cmd)
+        assert model and model.group(1) in ("mplug_large", "mplug_base", "mplug_base_4m"), cmd
+        assert job, cmd
+    assert any("evaluate" in c and "--model mplug_base_4m --job vqa" in c for c in commands)
+    assert any("finetune vqa" in c and "--model mplug_base_4m --stage vqa" in c for c in commands)
+    assert not any(re.search(r"--(beam|k-test|frames|prompt) ", c) for c in commands)  # from the config
+
+
 def test_paper_run_slurm_resources(paper_dry_run):
     """Pretraining: 2 nodes x 8 A100, 8 tasks per node (no --ntasks-per-gpu: each rank picks
     cuda:LOCAL_RANK itself), ranks started by srun inside the job."""
@@ -111,7 +126,7 @@ def test_official_checkpoints_skip_pretraining(tmp_path):
     assert res.returncode == 0, out[-3000:]
     stats = job_stats(out)
     assert "pretrain" not in stats and stats["convert_official"] == 1, stats
-    assert f"mplug convert --model mplug_large {tmp_path}/mplug_large_pretrain_4m.pth " \
+    assert f"mplug convert --config {path} --model mplug_large {tmp_path}/mplug_large_pretrain_4m.pth " \
            "results/paper/mplug_large/pretrain/pretrain_4m/model.safetensors" in out
     assert "mplug_base_4m" not in out
 
