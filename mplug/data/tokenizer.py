@@ -46,8 +46,9 @@ def load_tokenizer(path_or_dir: str | os.PathLike) -> Any:
 def encode_texts(tokenizer: Any, texts: list[str], max_len: int, add_sep: bool = True):
     """Tokenise a batch, pad to the longest, truncate to `max_len`.
 
-    add_sep=True: `[CLS] text [SEP]` (HF default). add_sep=False: `[CLS] text` (official mPLUG
-    encoder input for VQA questions). Returns (ids, mask) as long tensors (B, L).
+    add_sep=True: `[CLS] text [SEP]` (HF convention; body max_len-2). add_sep=False: `[CLS] text`
+    (the official tokenizer copy on a single text: VQA questions, retrieval captions; body
+    max_len-1). Which one a task's encoder text gets is `Collator.text_sep`. Returns (ids, mask) as long tensors (B, L).
     """
     import torch
 

@@ -200,14 +200,32 @@ def _drop_reason_for_absent(key: str, target: Mapping[str, object], task: str) -
     return None
 
 
+def strip_model_prefix(state: Mapping[str, "torch.Tensor"], source: str = "<checkpoint>",
+                       ) -> Mapping[str, "torch.Tensor"]:
+    """Strip the `model.` prefix that ModelScope's fine-tuned mPLUG checkpoints put on every key.
+
+    No official key starts with `model.`, so the prefix is stripped only when every key has it;
+    a mix of prefixed and unprefixed keys is a `CheckpointError` naming one key of each kind."""
+    prefixed = [k for k in state if k.startswith("model.")]
+    if not prefixed:
+        return state
+    plain = [k for k in state if not k.startswith("model.")]
+    if plain:
+        raise CheckpointError(f"{source}: mixes keys prefixed 'model.' (e.g. {prefixed[0]!r}) with unprefixed "
+                              f"keys (e.g. {plain[0]!r}); expected all or none prefixed (ModelScope layout)")
+    return {k[len("model."):]: v for k, v in state.items()}
+
+
 def convert_official(state: Mapping[str, "torch.Tensor"], target: Mapping[str, "torch.Tensor"],
                      task: str = "?", source: str = "<checkpoint>",
                      ) -> tuple[dict[str, "torch.Tensor"], ConversionReport]:
     """Map an official state dict onto `target` (our model's state dict; meta tensors are fine).
 
     Returns the converted state (exactly the target's keys) and a report. Raises a
-    `CheckpointError` naming the keys when the checkpoint does not fit.
+    `CheckpointError` naming the keys when the checkpoint does not fit. A flat state dict with
+    every key prefixed `model.` (the ModelScope layout) is accepted as if unprefixed.
     """
+    state = strip_model_prefix(state, source)
     report = ConversionReport()
     n_fusion = len({m.group(1) for k in target
                     if k.startswith("fusion_encoder.") and (m := _LAYER_RE.match(k[15:]))})

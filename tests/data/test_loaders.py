@@ -72,7 +72,7 @@ def test_vqa_question_has_no_sep_by_default_and_option(synth_world, tokenizer):
     loader, _ = build_loader("vqa", synth_world[0], "val", tokenizer, RES, False, B)
     assert 102 not in next(iter(loader))["text_ids"].tolist()[0]
     loader, _ = build_loader("vqa", synth_world[0], "val", tokenizer, RES, False, B,
-                             collate_opts={"question_sep": True})
+                             collate_opts={"text_sep": "hf"})
     b = next(iter(loader))
     assert (b["text_ids"][torch.arange(B), b["text_mask"].sum(1) - 1] == 102).all()
 

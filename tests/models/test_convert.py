@@ -274,3 +274,28 @@ def test_cli_init_from_clip_bert(tmp_path, capsys):
     state = load_state_dict_safe(tmp_path / "init.safetensors")
     assert torch.equal(state["visual_encoder.conv1.weight"], clip["visual.conv1.weight"])
     assert load_into(build_model("mplug_tiny", "pretrain"), state).ok
+
+
+@pytest.mark.parametrize("keys,model,task", [
+    ("keys_vqa_base.txt", "mplug_base", "vqa"),
+    ("keys_ret_large.txt", "mplug_large", "retrieval"),
+])
+def test_modelscope_model_prefix_converts_like_unprefixed(keys, model, task):
+    """ModelScope's fine-tuned checkpoints: a flat state dict, every official key prefixed `model.`."""
+    state = official_meta_state(keys)
+    target = meta_target(model, task)
+    plain_out, plain_report = convert_official(state, target, task=task)
+    prefixed = {"model." + k: v for k, v in state.items()}
+    out, report = convert_official(prefixed, target, task=task)
+    assert report.ok, report.format()
+    assert set(out) == set(plain_out) == set(target)
+    assert report.renamed == plain_report.renamed and report.dropped == plain_report.dropped
+    assert all(out[k].shape == plain_out[k].shape for k in out)
+
+
+def test_mixed_model_prefix_is_an_error_naming_keys():
+    state = official_meta_state("keys_vqa_base.txt")
+    mixed = {("model." + k if i % 2 else k): v for i, (k, v) in enumerate(state.items())}
+    with pytest.raises(CheckpointError, match=r"model\.") as err:
+        convert_official(mixed, meta_target("mplug_base", "vqa"), task="vqa")
+    assert "mixes keys prefixed 'model.'" in str(err.value)
