@@ -66,6 +66,25 @@ def encode_texts(tokenizer: Any, texts: list[str], max_len: int, add_sep: bool =
     return ids, mask
 
 
+# The official captioning/VQA scripts turn generated ids into text with the tokenizer's decode
+# and then remove exactly these strings; every other token, [UNK] included, reaches the scorer.
+OFFICIAL_STRIPPED = ("[CLS]", "[SEP]", "[PAD]")
+
+
+def decode_generated(tokenizer: Any, rows: list[list[int]], keep_unk: bool = True) -> list[str]:
+    """Generated id rows -> the strings a scorer sees. `keep_unk` (official) strips only
+    OFFICIAL_STRIPPED, so an `[UNK]` stays in the text (and costs the n-gram matches an official
+    evaluation loses); False skips every special token (the HF convention)."""
+    if not keep_unk:
+        return [t.strip() for t in tokenizer.batch_decode(rows, skip_special_tokens=True)]
+    out = []
+    for text in tokenizer.batch_decode(rows, skip_special_tokens=False):
+        for special in OFFICIAL_STRIPPED:
+            text = text.replace(special, " ")
+        out.append(" ".join(text.split()))
+    return out
+
+
 def find_vocab(data_dir: str | os.PathLike, explicit: str | os.PathLike | None = None) -> Path:
     """The run's tokenizer: `explicit` (--tokenizer / config `tokenizer:`), else `vocab.txt` in
     the dataset folder or up to two parents (where `mplug data synth` writes it)."""

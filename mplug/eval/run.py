@@ -7,11 +7,15 @@ named options (`EvalSettings.paper_caption()`: beam 10 / max 20). The model is b
 
 Inputs: every split is read by mplug.data's dataset for the task in eval mode and batched by the
 task's `Collator` (`eval_loader`), the very code training uses, so images (test transform, CLIP
-mean/std; grounding: centred pad), frames (uniform sampling) and token ids (VQA questions
-`[CLS] question` with no [SEP], other encoder texts `[CLS] text [SEP]`, answers
-`[CLS] answer [SEP]`) are encoded one way. Decoder prompts are `[CLS] prompt` (no [SEP]). The
-model's vocabulary follows the tokenizer by `mplug.data.tokenizer.vocab_overrides`, the rule
-training uses too.
+mean/std; grounding: centred pad), frames (uniform sampling) and token ids are encoded one
+way. Encoder texts follow the official tokenizer copy (`Collator.text_sep="official"`): VQA /
+video-QA questions and retrieval captions are `[CLS] text` with no trailing [SEP] (body truncated
+to max_length-1), grounding queries `[CLS] query [SEP]` (the official dataset appends the [SEP]);
+answers and caption targets are `[CLS] text [SEP]`. Decoder prompts are `[CLS] prompt` (no [SEP]).
+The model's vocabulary follows the tokenizer by `mplug.data.tokenizer.vocab_overrides`, the rule
+training uses too. Generated ids are decoded by stripping only the [CLS]/[SEP]/[PAD] strings,
+keeping [UNK], as the official code does, so the caption scorer sees what the official scorer
+would (`mplug.data.tokenizer.decode_generated`).
 """
 from __future__ import annotations
 
@@ -76,6 +80,8 @@ class EvalSettings:
     max_text_len: int | None = None    # encoder texts; None: the training Collator's per-task
                                        # default (captions 30, expressions 20), questions untruncated
     num_workers: int = 0               # DataLoader workers decoding images/frames
+    decode_keep_unk: bool = True       # official: generated text keeps [UNK] (only [CLS]/[SEP]/[PAD]
+                                       # are stripped); False: every special token is skipped
     caption_metrics: tuple[str, ...] = ("Bleu", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
     ci_resamples: int = 1000           # bootstrap resamples of the 95% intervals (0: none)
     ci_seed: int = 0                   # their seed (the intervals are deterministic for it)
@@ -172,11 +178,13 @@ def _inputs(batch: dict) -> dict:
 
 
 def _decode(ctx: _Ctx, ids, prompt: str = "") -> list[str]:
-    """Best beam (B, R, T) -> strings without special tokens; a decoding prompt is removed."""
+    """Best beam (B, R, T) -> the strings the scorer sees (`decode_generated`: official, [UNK]
+    kept unless settings.decode_keep_unk is False); a decoding prompt is removed."""
+    from mplug.data.tokenizer import decode_generated
+
     rows = ids[:, 0] if ids.dim() == 3 else ids
     out = []
-    for row in rows.tolist():
-        text = ctx.tok.decode(row, skip_special_tokens=True).strip()
+    for text in decode_generated(ctx.tok, rows.tolist(), keep_unk=ctx.settings.decode_keep_unk):
         for p in (prompt, " ".join(prompt.split()[:-1])):
             if p and text.startswith(p):
                 text = text[len(p):].strip()

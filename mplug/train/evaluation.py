@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mplug.data.tokenizer import decode_generated
 from mplug.utils.logging import get_logger
 
 log = get_logger("mplug.train.evaluation")
@@ -73,7 +74,7 @@ class CaptionEvaluator:
                         continue
                     batch = to_device(batch, device, dtype)
                     ids, _ = model.generate({"image": batch["image"]}, num_return=1, **self.gen)
-                    texts = self.tokenizer.batch_decode(ids[:, 0].tolist(), skip_special_tokens=True)
+                    texts = decode_generated(self.tokenizer, ids[:, 0].tolist())  # as mplug evaluate
                     preds.update({m["image_id"]: t for m, t in zip(batch["meta"], texts)})
         finally:
             model.train(was_training)

@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
+from mplug.data.tokenizer import decode_generated
 from mplug.errors import ConfigError
 
 GRAD_PATHS = ("beam", "rescore")
@@ -172,13 +173,13 @@ def scst_step(tokenizer: Any, reward: Callable, scst: Mapping[str, Any]):
         flat = ids.reshape(b * kk, t)
         n_gen = generated_lengths(flat, mc.text.pad_token_id).view(b, kk)
         valid = n_gen > 0  # (B, K): a recorded hypothesis has at least one token
-        texts = tokenizer.batch_decode(flat.tolist(), skip_special_tokens=True)
+        texts = decode_generated(tokenizer, flat.tolist())  # the strings evaluation scores
         image_ids = [m["image_id"] for m in batch["meta"] for _ in range(kk)]
         r = torch.as_tensor(reward(texts, image_ids), dtype=torch.float32).to(scores.device).view(b, kk)
         base = None
         if cfg.baseline == "greedy":
             g = _decode_no_grad(model, batch, cfg, 1)[:, 0]
-            g_texts = tokenizer.batch_decode(g.tolist(), skip_special_tokens=True)
+            g_texts = decode_generated(tokenizer, g.tolist())
             base = torch.as_tensor(reward(g_texts, [m["image_id"] for m in batch["meta"]]),
                                    dtype=torch.float32).to(scores.device).view(b, 1)
         loss, base = scst_loss(scores.float(), r, valid, n_gen + 1, base)
