@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -273,7 +274,23 @@ def semantic_errors(cfg: dict) -> list[tuple[tuple, str]]:
                     errs.append((("pretrained", "official", key), f"no released checkpoint for "
                                  f"stage {stage!r} of model {key!r}; add pretrained.official."
                                  f"{key}.{stage}: PATH.pth or set models.{key}.enabled: false"))
+    else:
+        errs.extend(_init_errors(cfg))
     return errs
+
+
+def _init_errors(cfg: dict) -> list[tuple[tuple, str]]:
+    """Pretraining from scratch needs CLIP weights for each pretrained arch, or `init: random`."""
+    init = cfg["pretrained"].get("init")
+    if init == "random":
+        return []
+    if init is None:
+        return [(("pretrained",), "no `init`: set pretrained.init.clip.<arch> and pretrained.init.bert "
+                 "(CLIP-ViT + BERT-base, paper 5.1) or pretrained.init: random")]
+    archs = {m["arch"] for m in enabled_models(cfg).values() if m["pretrain"]}
+    return [(("pretrained", "init", "clip"), f"no CLIP weights for {arch}: add pretrained.init.clip."
+             f"{arch}: PATH (`mplug data download --list` names the CLIP sources) or set "
+             "pretrained.init: random") for arch in sorted(archs - set(init["clip"]))]
 
 
 def _non_finite(node: Any, path: tuple):
@@ -377,6 +394,32 @@ def model_settings(cfg: dict, model_key: str) -> dict:
                           f"{', '.join(models) or 'none'}")
     m = models[model_key]
     return {"arch": m["arch"], "schedule": m.get("schedule", "official"), "stride": m["stride"]}
+
+
+def scratch_init(cfg: dict, model_key: str) -> dict[str, str] | None:
+    """{'clip': path, 'bert': path} a model's first pretrain stage starts from (paper 5.1), or
+    None with `pretrained.init: random`."""
+    init = cfg["pretrained"].get("init")
+    if init == "random":
+        return None
+    arch = model_settings(cfg, model_key)["arch"]
+    if not init or arch not in init.get("clip", {}):
+        raise ConfigError(f"no CLIP/BERT init weights for {model_key} ({arch}): set pretrained.init."
+                          f"clip.{arch} and pretrained.init.bert, or pretrained.init: random")
+    return {"clip": init["clip"][arch], "bert": init["bert"]}
+
+
+def resource_source(cfg: dict, path: str) -> str | None:
+    """The download source whose folder (resources_dir/<source>/) holds `path`, if any."""
+    rel = os.path.relpath(path, cfg["data"]["resources_dir"])
+    head = rel.split(os.sep, 1)[0]
+    if head in ("..", ".") or os.path.isabs(rel):
+        return None
+    try:
+        from mplug.data.sources import SOURCES
+    except ImportError:  # like the model registry: optional for config checks
+        return None
+    return head if head in SOURCES else None
 
 
 def train_settings(cfg: dict, section: str, name: str, model_key: str) -> dict:

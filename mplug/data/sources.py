@@ -32,6 +32,9 @@ VG = "https://homes.cs.washington.edu/~ranjay/visualgenome/data/dataset"
 VQA = "https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa"
 NLVR = "https://raw.githubusercontent.com/lil-lab/nlvr/master/nlvr2/data"
 WAYBACK_UNC = "https://web.archive.org/web/{ts}id_/https://bvisionweb1.cs.unc.edu/licheng/referit/data"
+# Pretraining init (paper 5.1): the BERT-base files the trainer and tokenizer read. Hugging Face
+# publishes no checksum list: each file's sha256 is recorded on first download.
+HF_BERT = "https://huggingface.co/google-bert/bert-base-uncased/resolve/main"
 KARPATHY_ZIP = "http://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip"
 
 
@@ -106,6 +109,12 @@ _SOURCES: tuple[Source, ...] = (
            (FileSpec("ViT-B-16.tar", f"{ALICE}/ViT-B-16.tar"),)),
     Source("clip_vit_l14", "direct", "CLIP ViT-L/14 weights as repackaged by mPLUG", "MIT (OpenAI CLIP)",
            (FileSpec("ViT-L-14.tar", f"{ALICE}/ViT-L-14.tar"),)),
+    Source("bert_base_uncased", "direct", "BERT-base uncased (google-bert/bert-base-uncased): weights, "
+           "config, vocabulary (pretraining init and the tokenizer)", "Apache-2.0 (Google BERT)",
+           (FileSpec("model.safetensors", f"{HF_BERT}/model.safetensors"),
+            FileSpec("config.json", f"{HF_BERT}/config.json"),
+            FileSpec("vocab.txt", f"{HF_BERT}/vocab.txt"),
+            FileSpec("tokenizer_config.json", f"{HF_BERT}/tokenizer_config.json"))),
     Source("mplug_data", "direct", "mPLUG downstream JSONs (VQA with OCR/object tags, captions)",
            "Apache-2.0 (AliceMind); underlying datasets keep their licences",
            (FileSpec("data.tar", f"{ALICE}/data.tar", extract=True),)),

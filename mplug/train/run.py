@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mplug.errors import ConfigError
+from mplug.errors import CheckpointError, ConfigError
 from mplug.train import recipes
 from mplug.train.settings import parse_train_settings
 from mplug.utils.logging import get_logger
@@ -96,8 +96,8 @@ def _train(kind, task, config, model, stage, data, out, init, resume, clip, bert
     init_info: dict[str, Any] | None = None
     if init:
         init_info = recipes.load_init(net, init, allow_partial=allow_partial_init)
-    elif kind == "pretrain" and clip and bert:
-        init_info = _init_clip_bert(net, clip, bert)
+    elif kind == "pretrain":
+        init_info = _scratch_init(net, cfg, model, clip, bert)
     elif kind == "finetune":
         log.warning("fine-tuning %s from random weights (no --init)", task)
 
@@ -153,6 +153,26 @@ def _evaluator(task: str, settings, data_dir: Path, used: list[str], tok, where:
     folder = used[0] if used and used[0] != "(default)" else None
     return CaptionEvaluator(data_dir, folder, tok, settings.model_overrides["image_res"],
                             batch_size=settings.batch_size_eval, **gen)
+
+
+def _scratch_init(net, cfg: dict, model: str, clip: str | None, bert: str | None) -> dict[str, Any]:
+    """Pretraining without --init: CLIP-ViT + BERT-base from --clip/--bert, else the config's
+    `pretrained.init`; random weights only when the config says `pretrained.init: random`."""
+    from mplug.config import resource_source, scratch_init
+
+    if not (clip or bert):
+        paths = scratch_init(cfg, model)
+        if paths is None:
+            log.warning("pretraining %s from random weights (pretrained.init: random)", model)
+            return {"random": True}
+        clip, bert = paths["clip"], paths["bert"]
+    for what, path in (("CLIP", clip), ("BERT", bert)):
+        if not path or not Path(path).exists():
+            source = resource_source(cfg, path) if path else None
+            hint = f"run `mplug data download {source}`" if source else "pass both --clip and --bert"
+            raise CheckpointError(f"{path or '(none)'}: the {what} weights pretraining starts from are "
+                                  f"missing; {hint}, or set pretrained.init: random for random init")
+    return _init_clip_bert(net, clip, bert)
 
 
 def _init_clip_bert(net, clip: str | Path, bert: str | Path) -> dict[str, Any]:

@@ -41,6 +41,16 @@ def test_paper_run_lists_every_stage(paper_dry_run):
     assert re.search(r"mplug report --config \S*config/config.yaml --results results/paper", out)
 
 
+def test_first_pretrain_stages_wait_for_the_clip_and_bert_downloads(paper_dry_run):
+    """The init weights are rule inputs made by the download rule (one layout: resources/<source>/),
+    not files looked for when the DAG is built."""
+    for source in ("clip_vit_b16", "clip_vit_l14", "bert_base_uncased"):
+        assert f"resources/{source}/download.json" in paper_dry_run, source
+    block = paper_dry_run.split("wildcards: model=mplug_large, stage=pretrain_14m", 1)[0]
+    inputs = block.rsplit("rule pretrain:", 1)[1].split("input:", 1)[1].split("\n", 1)[0]
+    assert "resources/clip_vit_l14/download.json" in inputs and "resources/bert_base_uncased/download.json" in inputs
+
+
 def test_every_rule_passes_the_model_key_and_the_job(paper_dry_run):
     """Training and evaluation commands name the config's model key (mplug_base_4m is not
     mplug_base, though both are arch mplug_base) and the job; the CLI resolves the rest."""

@@ -87,18 +87,15 @@ def pretrain_init(model, stage):
     return ckpt(model, stages[i - 1]) if i > 0 else None
 
 
-def scratch_init_flags(model, stage):
-    """`--clip/--bert` for a first pretrain stage when both weights are present on disk (the
-    trainer then starts from CLIP-ViT + BERT-base, as the paper; otherwise from random init,
-    which its log states)."""
+def init_weight_inputs(model, stage):
+    """A first pretrain stage's CLIP-ViT + BERT weights as inputs: the download job of the
+    resources folder they live in (real data), else the files themselves; for a later
+    stage or with `pretrained.init: random`: none (the trainer reads the paths from the config)."""
     if pretrain_init(model, stage):
-        return ""
-    init = config["pretrained"].get("init", {})
-    clip = init.get("clip", {}).get(config["models"][model]["arch"])
-    bert = init.get("bert")
-    if clip and bert and Path(clip).exists() and Path(bert).exists():
-        return f"--clip {shlex.quote(clip)} --bert {shlex.quote(bert)}"
-    return ""
+        return []
+    paths = (mcfg.scratch_init(config, model) or {}).values()
+    sources = {p: mcfg.resource_source(config, p) for p in paths}
+    return [download_marker(s) if s and not SYNTH else p for p, s in sources.items()]
 
 
 def settings_hash(obj):

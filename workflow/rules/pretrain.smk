@@ -10,6 +10,7 @@ if not OFFICIAL:
             init=lambda wc: (
                 [pretrain_init(wc.model, wc.stage)] if pretrain_init(wc.model, wc.stage) else []
             ),
+            weights=lambda wc: init_weight_inputs(wc.model, wc.stage),
         output:
             model=f"results/{RUN}/{{model}}/pretrain/{{stage}}/model.safetensors",
             summary=f"results/{RUN}/{{model}}/pretrain/{{stage}}/summary.json",
@@ -30,11 +31,7 @@ if not OFFICIAL:
             config=CONFIGFILE,
             data=DATA_ROOT,
             out=lambda wc: ckpt_dir(wc.model, wc.stage),
-            init=lambda wc, input: (
-                f"--init {shlex.quote(input.init[0])}"
-                if input.init
-                else scratch_init_flags(wc.model, wc.stage)
-            ),
+            init=lambda wc, input: f"--init {shlex.quote(input.init[0])}" if input.init else "",
             launcher=launcher_of("pretrain", _pretrain_job),
             mplug=MPLUG,
             settings=lambda wc: settings_hash(
