@@ -19,7 +19,9 @@ def _karpathy(ctx: Ctx, source: str, name: str) -> list[dict]:
     images = get(data, "images", str(path), list)
     for i, img in enumerate(images):
         where = f"{path}: images[{i}]"
-        get(img, "filename", where, str), get(img, "split", where, str), get(img, "sentences", where, list)
+        get(img, "filename", where, str), get(img, "split", where, str)
+        for j, sent in enumerate(get(img, "sentences", where, list)):
+            get(sent, "raw", f"{where}.sentences[{j}]", str)  # a renamed key must not drop captions silently
     return images
 
 
@@ -104,7 +106,8 @@ def _vqa_annotations(ctx: Ctx, name: str) -> dict:
     out = {}
     for i, ann in enumerate(get(load_json(path), "annotations", str(path), list)):
         where = f"{path}: annotations[{i}]"
-        answers = [get(a, "answer", where, str) for a in get(ann, "answers", where, list)]
+        answers = [get(a, "answer", f"{where}.answers[{j}]", str)
+                   for j, a in enumerate(get(ann, "answers", where, list))]
         if len(answers) != 10:
             raise DataError(f"{where}: question {ann.get('question_id')} has {len(answers)} answers, VQA v2 has 10")
         out[get(ann, "question_id", where)] = (answers, ann.get("answer_type"), ann.get("multiple_choice_answer"))
@@ -259,6 +262,15 @@ _REF = {"refcoco": ("refcoco", "refcoco", "refs(unc).p", {}),
         "refcocog": ("refcocog", "refcocog", "refs(umd).p", {"val": "val_u", "test": "test_u"})}
 
 
+def _expression(sent: dict, where: str) -> str:
+    """A refer sentence's text: `raw` (as written), else the normalised `sent`."""
+    if not isinstance(sent, dict):
+        raise DataError(f"{where}: expected a dict, got {type(sent).__name__}")
+    if "raw" not in sent and "sent" not in sent:
+        raise DataError(f"{where}: key 'raw' missing (nor 'sent')")
+    return (sent.get("raw") or sent.get("sent") or "").strip()
+
+
 def _clipped_box(ann: dict, img: dict, inst_path: Path) -> tuple[list[float] | None, bool]:
     """(box, clipped): the COCO [x, y, w, h] as written when it lies inside the image (no
     arithmetic, so 177.42 stays 177.42), else clipped to the image; None when nothing is left."""
@@ -303,7 +315,7 @@ def grounding(ctx: Ctx, dataset: str) -> dict:
         path = ctx.src / "coco" / "train2014" / get(img, "file_name", f"{inst_path}: image {img['id']}", str)
         ok = checker.ok(path)
         for j, sent in enumerate(get(ref, "sentences", where, list)):
-            text = (sent.get("raw") or sent.get("sent") or "").strip()
+            text = _expression(sent, f"{where}.sentences[{j}]")
             if not text:
                 continue
             rec = {"ref_id": get(ref, "ref_id", where), "sent_id": sent.get("sent_id", j), "image": rel(path, folder),
@@ -378,12 +390,14 @@ def snli_ve(ctx: Ctx) -> dict:
         splits[split] = Split()
         official = ctx.maybe("snli_ve", f"snli_ve_{split}.jsonl")
         if official:
-            rows = [(f"{official}:{n}", o, snli_ve_image_id(o, f"{official}:{n}"), o.get("sentence2"),
-                     o.get("gold_label"), o.get("pairID", f"{split}-{n}")) for n, o in load_jsonl(official)]
+            rows = [(f"{official}:{n}", o, snli_ve_image_id(o, f"{official}:{n}"), get(o, "sentence2", f"{official}:{n}"),
+                     get(o, "gold_label", f"{official}:{n}"), o.get("pairID", f"{split}-{n}"))
+                    for n, o in load_jsonl(official)]
         else:
             path = ctx.need("albef_data", f"data/ve_{split}.json")
-            rows = [(f"{path}: [{i}]", o, get(o, "image", f"{path}: [{i}]"), o.get("sentence"), o.get("label"),
-                     f"{split}-{i}") for i, o in enumerate(load_json(path))]
+            rows = [(f"{path}: [{i}]", o, get(o, "image", f"{path}: [{i}]", (str, int)),
+                     get(o, "sentence", f"{path}: [{i}]"), get(o, "label", f"{path}: [{i}]"), f"{split}-{i}")
+                    for i, o in enumerate(load_json(path))]
         for where, _obj, image_id, hyp, label, pair_id in ctx.bar(rows, f"snli_ve {split}"):
             if label not in ("entailment", "neutral", "contradiction"):
                 raise DataError(f"{where}: label {label!r} is not entailment/neutral/contradiction")
