@@ -226,3 +226,60 @@ def test_unexpected_schema_names_file_record_and_field(raw, tmp_path, capsys, da
     err = capsys.readouterr().err
     assert rc != 0 and re.search(message, err), err[-2000:]
     assert "Traceback" not in err and not (tmp_path / "out" / dataset / "stats.json").exists()
+
+
+# ------------------------------------------------- preprocess -> `mplug evaluate` on a tiny model
+
+@pytest.fixture(scope="module")
+def checkpoints(data, tmp_path_factory):
+    """A random-init mplug_tiny checkpoint per model task (saved and loaded as a trained one)."""
+    from mplug.data.tokenizer import load_tokenizer
+    from mplug.eval.run import EvalSettings, load_model
+    from mplug.models.loading import save_state_dict
+
+    folder, made = tmp_path_factory.mktemp("ckpt"), {}
+    tok = load_tokenizer(data / "vocab.txt")
+
+    def get(model_task: str) -> Path:
+        if model_task not in made:
+            torch.manual_seed(0)
+            model = load_model(model_task, None, EvalSettings(model="mplug_tiny", device="cpu"), "cpu", tok)
+            made[model_task] = folder / f"{model_task}.safetensors"
+            save_state_dict(model.state_dict(), made[model_task])
+        return made[model_task]
+    return get
+
+
+# task, dataset, split, metric keys the metrics JSON must hold (captioning of images is left out:
+# its Java metrics cost seconds each and video_caption already runs them)
+EVALS = [
+    ("video_retrieval", "msrvtt_retrieval", "test", ("txt_r1", "img_r1", "r_mean")),
+    ("video_qa_msrvtt", "msrvtt_qa", "test", ("accuracy",)),
+    ("video_qa_msvd", "msvd_qa", "test", ("accuracy",)),
+    ("video_caption", "vatex_caption", "test", ("CIDEr",)),
+    ("vqa", "vqa", "test", ("overall", "submission_file")),
+    ("retrieval_flickr", "flickr_retrieval", "test", ("txt_r1", "img_r1")),
+    ("grounding", "refcoco", "testA", ("acc@0.5",)),
+    ("nlvr2", "nlvr2", "dev", ("accuracy",)),
+    ("snli_ve", "snli_ve", "test", ("accuracy",)),
+]
+
+
+@pytest.mark.parametrize("task,dataset,split,keys", EVALS, ids=[e[0] for e in EVALS])
+def test_real_schema_preprocess_then_evaluate(raw, data, checkpoints, tmp_path, capsys, task, dataset, split, keys):
+    from mplug.eval.run import EVAL_TASKS
+
+    _preprocess(raw, data, dataset, capsys)
+    out = tmp_path / task / split / "metrics.json"
+    args = ["evaluate", task, "--checkpoint", str(checkpoints(EVAL_TASKS[task][0])), "--data", str(data),
+            "--split", split, "--out", str(out), "--model", "mplug_tiny", "--device", "cpu", "--batch-size", "2",
+            "--ci-resamples", "20"]
+    rc = main(args + (["--frames", "4"] if task.startswith("video") else []))
+    assert rc == 0, capsys.readouterr().err[-3000:]
+    res = json.loads(out.read_text())
+    assert res["task"] == task and res["split"] == split and set(keys) <= set(res["metrics"])
+    assert res["provenance"]["size"] == len(_records(data, dataset, split))
+    assert len(json.loads((out.parent / "metrics.predictions.json").read_text())) == res["provenance"]["size"]
+    if task == "vqa":  # EvalAI: one file answering every test2015 question (test-dev is a subset)
+        sub = json.loads(Path(res["metrics"]["submission_file"]).read_text())
+        assert [s["question_id"] for s in sub] == [1000, 1001, 14000] and res["metrics"]["overall"] is None
