@@ -94,8 +94,10 @@ class Ctx:
         for rel in candidates:
             if (root / rel).exists():
                 return root / rel
-        for rel in candidates:  # archives sometimes add a top folder
-            found = sorted(root.rglob(Path(rel).name)) if root.is_dir() else []
+        for rel in candidates:  # archives sometimes add a top folder: the whole relative path must match
+            # (by file name alone, msvd_qa's data/msvd_qa/txt/test.jsonl would find msrvtt_qa's)
+            found = sorted(p for p in root.rglob(Path(rel).name) if p.as_posix().endswith("/" + rel)) \
+                if root.is_dir() else []
             if found:
                 return found[0]
         raise DataError(f"{root / candidates[0]}: not found; run `mplug data download {source} --dest {self.src}` "

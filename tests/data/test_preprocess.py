@@ -440,3 +440,15 @@ def test_snli_ve_without_an_image_key_names_record_and_keys(tmp_path):
     with pytest.raises(DataError, match=r"snli_ve_train\.jsonl:1: key 'Flickr30K_ID' \(or its redistributed "
                                         r"spelling 'Flikr30kID'\) missing"):
         preprocess("snli_ve", root, tmp_path / "out", progress=False)
+
+
+def test_raw_file_lookup_under_a_top_folder_matches_the_whole_path(res, tmp_path):
+    """An archive's extra top folder is tolerated, but only the right file is taken: msvd_qa must
+    not read msrvtt_qa's txt/test.jsonl because the file names agree."""
+    bad = tmp_path / "resources"
+    shutil.copytree(res / "alpro_data" / "data" / "msrvtt_qa", bad / "alpro_data" / "ALPRO" / "data" / "msrvtt_qa")
+    shutil.copytree(res / "msrvtt", bad / "msrvtt")
+    stats = preprocess("msrvtt_qa", bad, tmp_path / "out", progress=False)  # found below ALPRO/
+    assert stats["splits"] == {"test": 1}
+    with pytest.raises(DataError, match=r"alpro_data/data/msvd_qa/txt/test\.jsonl: not found"):
+        preprocess("msvd_qa", bad, tmp_path / "out", progress=False)
