@@ -266,6 +266,8 @@ def semantic_errors(cfg: dict) -> list[tuple[tuple, str]]:
     if cfg["data"]["source"] == "synth" and "synth" not in cfg["data"]:
         errs.append((("data",), "'synth' is required when data.source is 'synth' "
                      "(seed and scale for `mplug data synth`)"))
+    if cfg["data"]["source"] == "real":
+        errs.extend(_download_errors(datasets))
     if cfg["pretrained"]["source"] == "official":
         official = cfg["pretrained"].get("official", {})
         for key, model in enabled_models(cfg).items():
@@ -291,6 +293,29 @@ def _init_errors(cfg: dict) -> list[tuple[tuple, str]]:
     return [(("pretrained", "init", "clip"), f"no CLIP weights for {arch}: add pretrained.init.clip."
              f"{arch}: PATH (`mplug data download --list` names the CLIP sources) or set "
              "pretrained.init: random") for arch in sorted(archs - set(init["clip"]))]
+
+
+def _download_errors(datasets: dict) -> list[tuple[tuple, str]]:
+    """Real data: each dataset's `downloads` name known sources and include every source its
+    preprocessing reads, so nothing a configured split needs is left undownloaded (the run
+    would otherwise stop at preprocessing, after the other downloads)."""
+    try:
+        from mplug.data.preprocess import PREPROCESS_SOURCES
+        from mplug.data.sources import SOURCES
+    except ImportError:  # like the model registry: optional for config checks
+        return []
+    errs = []
+    for name, spec in datasets.items():
+        where = ("data", "datasets", name, "downloads")
+        for i, src in enumerate(spec["downloads"]):
+            if src not in SOURCES:
+                errs.append((where + (i,), f"unknown download source {src!r}; `mplug data download --list` "
+                             "lists them"))
+        missing = [s for s in PREPROCESS_SOURCES.get(name, ()) if s not in spec["downloads"]]
+        if missing:
+            errs.append((where, f"lacks {', '.join(missing)}: `mplug data preprocess {name}` reads "
+                         f"{', '.join(PREPROCESS_SOURCES[name])}"))
+    return errs
 
 
 def _non_finite(node: Any, path: tuple):

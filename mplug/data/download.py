@@ -494,7 +494,7 @@ def register_download(subparsers) -> None:
     p.add_argument("--dest", default="resources", help="root folder; files go to DEST/DATASET/ (default resources)")
     p.add_argument("--list", action="store_true", help="list the datasets, their kind and licence, then exit")
     p.add_argument("--all", dest="include_optional", action="store_true",
-                   help="also fetch optional files (test2015 images, validation TSVs, ...)")
+                   help="also fetch optional files (validation TSVs, ALBEF pretraining JSONs, ...)")
     p.add_argument("--retries", type=int, default=5, help="retries without progress before giving up")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds of silence before a retry")
     p.add_argument("--max-attempts", type=int, default=100,

@@ -373,7 +373,7 @@ DATASETS: dict[str, DatasetSpec] = {d.name: d for d in [
     DatasetSpec("coco_caption", "caption", ("train", "val", "test"), doc="COCO Karpathy splits"),
     DatasetSpec("nocaps", "nocaps", ("val",), doc="NoCaps validation (in/near/out domain)"),
     DatasetSpec("vqa", "vqa", ("train", "val", "test", "vg_qa"), ("answer_list.json",),
-                doc="VQA v2 (train=train+nominival, val=minival, test=test-dev) + VG-QA"),
+                doc="VQA v2 (train=train+nominival, val=minival, test=test2015, test-dev its subset) + VG-QA"),
     DatasetSpec("coco_retrieval", "retrieval", ("train", "val", "test"), doc="COCO 5K Karpathy"),
     DatasetSpec("flickr_retrieval", "retrieval", ("train", "val", "test"), doc="Flickr30K 1K"),
     DatasetSpec("refcoco", "grounding", ("train", "val", "testA", "testB"), doc="UNC splits"),

@@ -21,7 +21,7 @@ from mplug.errors import DataError
 # vqa, refcoco_plus for the VG eval-overlap filter in pretraining.
 PREPROCESS_SOURCES: dict[str, tuple[str, ...]] = {
     "coco_caption": ("coco_karpathy", "coco"), "coco_retrieval": ("coco_karpathy", "coco"),
-    "flickr_retrieval": ("flickr30k",), "nocaps": ("nocaps",), "vqa": ("vqa_v2", "coco", "vg"),
+    "flickr_retrieval": ("flickr30k",), "nocaps": ("nocaps",), "vqa": ("vqa_v2", "coco", "coco_test2015", "vg"),
     "refcoco": ("refcoco", "coco"), "refcoco+": ("refcoco_plus", "coco"), "refcocog": ("refcocog", "coco"),
     "nlvr2": ("nlvr2",), "snli_ve": ("albef_data", "flickr30k"),
     "msrvtt_retrieval": ("msrvtt",), "msrvtt_qa": ("alpro_data", "msrvtt"), "msvd_qa": ("alpro_data", "msvd"),

@@ -35,24 +35,28 @@ class MediaChecker:
     mode: str = "verify"
     seen: dict[str, bool] = field(default_factory=dict)
     failures: collections.Counter = field(default_factory=collections.Counter)
+    reasons: dict[str, str] = field(default_factory=dict)  # absolute failed path -> missing/empty/corrupt
 
     def ok(self, path: Path, video: bool = False) -> bool:
         key = str(path)
         if key not in self.seen:
-            self.seen[key] = self._check(path, video)
+            reason = self._check(path, video)
+            self.seen[key] = reason is None
+            if reason:
+                self.failures[reason] += 1
+                self.reasons[os.path.abspath(path)] = reason
         return self.seen[key]
 
-    def _check(self, path: Path, video: bool) -> bool:
+    def _check(self, path: Path, video: bool) -> str | None:
+        """None if usable, else why not: missing, empty or corrupt."""
         if self.mode == "none":
-            return True
+            return None
         try:
             size = path.stat().st_size if not path.is_dir() else (1 if any(path.iterdir()) else 0)
         except FileNotFoundError:
-            self.failures["missing"] += 1
-            return False
+            return "missing"
         if size == 0:
-            self.failures["empty"] += 1
-            return False
+            return "empty"
         if self.mode == "verify" and not video and path.is_file():
             from PIL import Image
 
@@ -63,9 +67,8 @@ class MediaChecker:
                     im.verify()  # structure and checksums (a PNG's CRCs)
                 open_rgb(path)  # and the pixels: verify() passes a JPEG cut mid-scan
             except Exception:  # PIL raises many types for corrupt data: all mean "unusable"
-                self.failures["corrupt"] += 1
-                return False
-        return True
+                return "corrupt"
+        return None
 
     @property
     def expected(self) -> int:
@@ -91,8 +94,10 @@ class Ctx:
         for rel in candidates:
             if (root / rel).exists():
                 return root / rel
-        for rel in candidates:  # archives sometimes add a top folder
-            found = sorted(root.rglob(Path(rel).name)) if root.is_dir() else []
+        for rel in candidates:  # archives sometimes add a top folder: the whole relative path must match
+            # (by file name alone, msvd_qa's data/msvd_qa/txt/test.jsonl would find msrvtt_qa's)
+            found = sorted(p for p in root.rglob(Path(rel).name) if p.as_posix().endswith("/" + rel)) \
+                if root.is_dir() else []
             if found:
                 return found[0]
         raise DataError(f"{root / candidates[0]}: not found; run `mplug data download {source} --dest {self.src}` "
@@ -159,6 +164,7 @@ class Split:
     records: list[dict] = field(default_factory=list)
     texts_expected: int = 0
     texts_obtained: int = 0
+    dropped: list[dict] = field(default_factory=list)  # the first few records dropped for their media
 
 
 def text_count(rec: dict) -> int:
@@ -173,6 +179,8 @@ def finish(ctx: Ctx, dataset: str, source: str, splits: dict[str, Split], checke
     """Write every split and stats.json (Table 12's reproduced counts) for `dataset`."""
     spec = formats.DATASETS[dataset]
     folder = ctx.out / dataset
+    for name, split in splits.items():
+        check_not_empty(ctx, dataset, name, split, checker)
     counts = {}
     for name, split in splits.items():
         counts[name] = formats.write_records(formats.split_path(folder, name), spec.schema, split.records)
@@ -196,3 +204,26 @@ def keep(split: Split, rec: dict, media_ok: bool) -> None:
     if media_ok:
         split.records.append(rec)
         split.texts_obtained += n
+    elif len(split.dropped) < 3:
+        split.dropped.append(rec)
+
+
+MEDIA_KEYS = ("image", "image_left", "image_right", "video")
+
+
+def check_not_empty(ctx: Ctx, dataset: str, name: str, split: Split, checker: MediaChecker) -> None:
+    """A split whose raw annotations list records but whose media are all unusable would be
+    written empty and fail much later (an evaluation with no records, after days of training):
+    stop here, naming the files and the download that provides them."""
+    if split.records or not split.texts_expected:
+        return
+    folder, src, paths = ctx.out / dataset, os.path.abspath(ctx.src), []
+    for rec in split.dropped:
+        paths += [os.path.abspath(folder / rec[k]) for k in MEDIA_KEYS if k in rec]
+    bad = [p for p in paths if p in checker.reasons] or paths
+    sources = sorted({Path(os.path.relpath(p, src)).parts[0] for p in bad
+                      if not os.path.relpath(p, src).startswith("..")})
+    fetch = " / ".join(f"`mplug data download {s} --dest {ctx.src}`" for s in sources) or "the download"
+    raise DataError(f"{dataset}: split '{name}' would be empty: the media of all its records are unusable, "
+                    f"e.g. " + ", ".join(f"{p} ({checker.reasons.get(p, 'unusable')})" for p in bad[:3])
+                    + f"; run {fetch} (or place the files there), then preprocess again")

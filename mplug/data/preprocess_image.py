@@ -19,7 +19,9 @@ def _karpathy(ctx: Ctx, source: str, name: str) -> list[dict]:
     images = get(data, "images", str(path), list)
     for i, img in enumerate(images):
         where = f"{path}: images[{i}]"
-        get(img, "filename", where, str), get(img, "split", where, str), get(img, "sentences", where, list)
+        get(img, "filename", where, str), get(img, "split", where, str)
+        for j, sent in enumerate(get(img, "sentences", where, list)):
+            get(sent, "raw", f"{where}.sentences[{j}]", str)  # a renamed key must not drop captions silently
     return images
 
 
@@ -104,7 +106,8 @@ def _vqa_annotations(ctx: Ctx, name: str) -> dict:
     out = {}
     for i, ann in enumerate(get(load_json(path), "annotations", str(path), list)):
         where = f"{path}: annotations[{i}]"
-        answers = [get(a, "answer", where, str) for a in get(ann, "answers", where, list)]
+        answers = [get(a, "answer", f"{where}.answers[{j}]", str)
+                   for j, a in enumerate(get(ann, "answers", where, list))]
         if len(answers) != 10:
             raise DataError(f"{where}: question {ann.get('question_id')} has {len(answers)} answers, VQA v2 has 10")
         out[get(ann, "question_id", where)] = (answers, ann.get("answer_type"), ann.get("multiple_choice_answer"))
@@ -112,7 +115,8 @@ def _vqa_annotations(ctx: Ctx, name: str) -> dict:
 
 
 def vqa(ctx: Ctx) -> dict:
-    """train = train2014 + nominival, val = LXMERT minival, test = test-dev2015 (official mPLUG split);
+    """train = train2014 + nominival, val = LXMERT minival, test = test2015 (official mPLUG split; the
+    EvalAI file for test-std must answer all of them, test-dev is a subset);
     without LXMERT's minival.json: train = train2014, val = val2014 (recorded in stats)."""
     folder, checker = ctx.out / "vqa", MediaChecker(ctx.check)
     splits = {s: Split() for s in formats.DATASETS["vqa"].splits}
@@ -138,17 +142,44 @@ def vqa(ctx: Ctx) -> dict:
             if mc:
                 rec["multiple_choice_answer"] = mc
             keep(splits[split], rec, checker.ok(path))
-    for q, where in ctx.bar(_vqa_questions(ctx, "v2_OpenEnded_mscoco_test-dev2015_questions.json"), "vqa test-dev"):
-        image_id = get(q, "image_id", where, int)
-        path = ctx.src / "coco" / "test2015" / f"COCO_test2015_{image_id:012d}.jpg"
-        rec = {"question_id": get(q, "question_id", where), "image": rel(path, folder), "image_id": image_id,
-               "question": get(q, "question", where, str), "answers": [], "dataset": "vqa"}
-        keep(splits["test"], rec, checker.ok(path))
+    test_dev = _vqa_test(ctx, folder, checker, splits["test"])
     _vg_qa(ctx, folder, checker, splits["vg_qa"])
     answers = _answer_list(ctx, splits["train"].records)
     formats.write_answer_list(folder / "answer_list.json", answers)
     return finish(ctx, "vqa", "vqa_v2+vg", splits, checker, answer_list_size=len(answers),
-                  val_split="lxmert minival" if minival is not None else "val2014 (minival.json not found)")
+                  val_split="lxmert minival" if minival is not None else "val2014 (minival.json not found)",
+                  test_split="test2015 (every test-std question; test-dev2015 is a subset)",
+                  test_dev_questions=test_dev)
+
+
+def _test2015_dir(ctx: Ctx) -> Path:
+    """test2015/ from the coco_test2015 source (or from an older `coco --all` download)."""
+    for root in (ctx.src / "coco_test2015", ctx.src / "coco"):
+        if (root / "test2015").is_dir():
+            return root / "test2015"
+    return ctx.src / "coco_test2015" / "test2015"
+
+
+def _vqa_test(ctx: Ctx, folder: Path, checker: MediaChecker, split: Split) -> int:
+    """test = every test2015 question: an EvalAI test-std submission must answer all of them, and
+    the test-dev phase scores its subset of the same file. Returns how many are test-dev questions."""
+    images, listed = _test2015_dir(ctx), set()
+    for q, where in ctx.bar(_vqa_questions(ctx, "v2_OpenEnded_mscoco_test2015_questions.json"), "vqa test2015"):
+        image_id = get(q, "image_id", where, int)
+        path = images / f"COCO_test2015_{image_id:012d}.jpg"
+        rec = {"question_id": get(q, "question_id", where), "image": rel(path, folder), "image_id": image_id,
+               "question": get(q, "question", where, str), "answers": [], "dataset": "vqa"}
+        listed.add(rec["question_id"])
+        keep(split, rec, checker.ok(path))
+    dev_path = ctx.maybe("vqa_v2", "v2_OpenEnded_mscoco_test-dev2015_questions.json")
+    if dev_path is None:
+        return 0
+    dev = _vqa_questions(ctx, dev_path.name)
+    outside = [w for q, w in dev if get(q, "question_id", w) not in listed]
+    if outside:
+        raise DataError(f"{outside[0]}: test-dev question not in v2_OpenEnded_mscoco_test2015_questions.json "
+                        f"({len(outside)} such); both files come from one v2_Questions_Test_mscoco.zip")
+    return len(dev)
 
 
 def _vg_qa(ctx: Ctx, folder: Path, checker: MediaChecker, split: Split) -> None:
@@ -231,6 +262,28 @@ _REF = {"refcoco": ("refcoco", "refcoco", "refs(unc).p", {}),
         "refcocog": ("refcocog", "refcocog", "refs(umd).p", {"val": "val_u", "test": "test_u"})}
 
 
+def _expression(sent: dict, where: str) -> str:
+    """A refer sentence's text: `raw` (as written), else the normalised `sent`."""
+    if not isinstance(sent, dict):
+        raise DataError(f"{where}: expected a dict, got {type(sent).__name__}")
+    if "raw" not in sent and "sent" not in sent:
+        raise DataError(f"{where}: key 'raw' missing (nor 'sent')")
+    return (sent.get("raw") or sent.get("sent") or "").strip()
+
+
+def _clipped_box(ann: dict, img: dict, inst_path: Path) -> tuple[list[float] | None, bool]:
+    """(box, clipped): the COCO [x, y, w, h] as written when it lies inside the image (no
+    arithmetic, so 177.42 stays 177.42), else clipped to the image; None when nothing is left."""
+    where = f"{inst_path}: annotation {ann.get('id')}"
+    bbox = get(ann, "bbox", where, list)
+    if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+        raise DataError(f"{where}: key 'bbox' should be [x, y, w, h] numbers, got {bbox!r}")
+    iw = f"{inst_path}: image {img.get('id')}"
+    width, height = get(img, "width", iw, int), get(img, "height", iw, int)
+    box, clipped = clip_box([float(v) for v in bbox], width, height)
+    return (box if box[2] > 0 and box[3] > 0 else None), clipped
+
+
 def grounding(ctx: Ctx, dataset: str) -> dict:
     source, inner, refs_name, rename = _REF[dataset]
     refs_path = ctx.need(source, f"{inner}/{refs_name}")
@@ -253,19 +306,19 @@ def grounding(ctx: Ctx, dataset: str) -> dict:
         ann, img = anns.get(get(ref, "ann_id", where)), images.get(get(ref, "image_id", where))
         if ann is None or img is None:
             raise DataError(f"{where}: ann_id {ref['ann_id']} / image_id {ref['image_id']} not in {inst_path}")
-        width, height = int(img["width"]), int(img["height"])
-        box, was_clipped = clip_box([float(v) for v in ann["bbox"]], width, height)
-        if box[2] <= 0 or box[3] <= 0:
+        box, was_clipped = _clipped_box(ann, img, inst_path)
+        if box is None:
             dropped += 1  # degenerate box: counted, not fatal
             continue
         clipped += was_clipped
-        path = ctx.src / "coco" / "train2014" / img["file_name"]
+        width, height = img["width"], img["height"]
+        path = ctx.src / "coco" / "train2014" / get(img, "file_name", f"{inst_path}: image {img['id']}", str)
         ok = checker.ok(path)
         for j, sent in enumerate(get(ref, "sentences", where, list)):
-            text = (sent.get("raw") or sent.get("sent") or "").strip()
+            text = _expression(sent, f"{where}.sentences[{j}]")
             if not text:
                 continue
-            rec = {"ref_id": ref["ref_id"], "sent_id": sent.get("sent_id", j), "image": rel(path, folder),
+            rec = {"ref_id": get(ref, "ref_id", where), "sent_id": sent.get("sent_id", j), "image": rel(path, folder),
                    "image_id": ref["image_id"], "expression": text, "box": box, "width": width,
                    "height": height, "dataset": dataset, "split": split}
             keep(splits[split], rec, ok)
@@ -337,12 +390,14 @@ def snli_ve(ctx: Ctx) -> dict:
         splits[split] = Split()
         official = ctx.maybe("snli_ve", f"snli_ve_{split}.jsonl")
         if official:
-            rows = [(f"{official}:{n}", o, snli_ve_image_id(o, f"{official}:{n}"), o.get("sentence2"),
-                     o.get("gold_label"), o.get("pairID", f"{split}-{n}")) for n, o in load_jsonl(official)]
+            rows = [(f"{official}:{n}", o, snli_ve_image_id(o, f"{official}:{n}"),
+                     get(o, "sentence2", f"{official}:{n}"), get(o, "gold_label", f"{official}:{n}"),
+                     o.get("pairID", f"{split}-{n}")) for n, o in load_jsonl(official)]
         else:
             path = ctx.need("albef_data", f"data/ve_{split}.json")
-            rows = [(f"{path}: [{i}]", o, get(o, "image", f"{path}: [{i}]"), o.get("sentence"), o.get("label"),
-                     f"{split}-{i}") for i, o in enumerate(load_json(path))]
+            rows = [(f"{path}: [{i}]", o, get(o, "image", f"{path}: [{i}]", (str, int)),
+                     get(o, "sentence", f"{path}: [{i}]"), get(o, "label", f"{path}: [{i}]"), f"{split}-{i}")
+                    for i, o in enumerate(load_json(path))]
         for where, _obj, image_id, hyp, label, pair_id in ctx.bar(rows, f"snli_ve {split}"):
             if label not in ("entailment", "neutral", "contradiction"):
                 raise DataError(f"{where}: label {label!r} is not entailment/neutral/contradiction")

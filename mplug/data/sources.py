@@ -136,11 +136,13 @@ _SOURCES: tuple[Source, ...] = (
                      extract=True),
             FileSpec("val2014.zip", "http://images.cocodataset.org/zips/val2014.zip", size=6_645_013_297,
                      md5="a3d79f5ed8d289b7a7554ce06a5782b3", checksum_source="LAVIS download_coco.py",
-                     extract=True),
-            # VQA test-dev/test-std images; the md5 LAVIS gives for it is a copy of test2014's: not pinned
-            FileSpec("test2015.zip", "http://images.cocodataset.org/zips/test2015.zip", extract=True,
-                     optional=True)),
+                     extract=True)),
            paper_counts={"images": 113_000, "texts": 567_000}),
+    # A source of its own (not an optional file of `coco`, which the download rule would never fetch):
+    # the VQA evaluation needs it, nothing else does. The md5 LAVIS gives is a copy of test2014's: not pinned
+    Source("coco_test2015", "direct", "MS COCO test2015 images (VQA v2 test-dev / test-std questions)",
+           "images Flickr terms (unverified)",
+           (FileSpec("test2015.zip", "http://images.cocodataset.org/zips/test2015.zip", extract=True),)),
     Source("coco_karpathy", "direct", "Karpathy splits (dataset_coco.json) and BLIP Karpathy JSONs",
            "COCO terms (annotations CC BY 4.0)",
            (FileSpec("caption_datasets.zip", KARPATHY_ZIP, extract=True),
@@ -234,13 +236,10 @@ _SOURCES: tuple[Source, ...] = (
            instructions=("Request the NLVR2 images through the Google Form https://goo.gl/forms/yS29stWnFWzrDBFH3 "
                          "(https://lil.nlp.cornell.edu/nlvr/) or crawl them with nlvr2/util/download_images.py; "
                          "put them under images/{train,dev,test1}/ (train may keep its 0..99 sub-folders).")),
-    Source("snli_ve", "direct", "SNLI-VE: SNLI 1.0 + Flickr30K (images: flickr30k, registration)",
-           "SNLI CC BY-SA 4.0 (unverified); SNLI-VE code BSD-2-Clause",
-           (FileSpec("snli_1.0.zip", "https://nlp.stanford.edu/projects/snli/snli_1.0.zip", extract=True),
-            FileSpec("flickr30k_train_val.lst",
-                     "https://raw.githubusercontent.com/necla-ml/SNLI-VE/master/data/flickr30k_train_val.lst"),
-            FileSpec("flickr30k_test.lst",
-                     "https://raw.githubusercontent.com/necla-ml/SNLI-VE/master/data/flickr30k_test.lst"))),
+    # SNLI-VE has no source of its own: `snli_ve` preprocessing reads ALBEF's ve_*.json (albef_data, what
+    # mPLUG's ve_dataset reads) over the flickr30k images, or the SNLI-VE generator's own output
+    # (snli_ve_<split>.jsonl, Google Drive links in github.com/necla-ml/SNLI-VE) placed in resources/snli_ve/.
+    # snli_1.0.zip and the .lst split files were fetched here once but nothing read them.
     Source("msrvtt", "direct", "MSR-VTT videos (Frozen-in-Time MSRVTT.zip) + 1k-A split (CLIP4Clip) + BLIP test",
            "research use (unverified); web video clips",
            (FileSpec("MSRVTT.zip", "https://www.robots.ox.ac.uk/~maxbain/frozen-in-time/data/MSRVTT.zip",

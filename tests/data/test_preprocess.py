@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -48,21 +49,24 @@ def res(tmp_path_factory) -> Path:
     (coco / "train2014" / _coco_name("train2014", 4)).write_bytes(b"\xff\xd8 not a jpeg")  # corrupt
     _jpg(coco / "val2014" / _coco_name("val2014", 10))
     (coco / "val2014" / _coco_name("val2014", 11)).write_bytes(b"")  # zero-byte
-    _jpg(coco / "test2015" / _coco_name("test2015", 20))
+    _jpg(coco / "val2014" / _coco_name("val2014", 13))
+    _jpg(r / "coco_test2015" / "test2015" / _coco_name("test2015", 20))
 
     def kimg(split, fp, cid, n=5):
         return {"filepath": fp, "filename": _coco_name(fp, cid), "split": split, "cocoid": cid, "imgid": cid,
                 "sentences": [{"raw": f"caption {k} of {cid}", "sentid": cid * 10 + k} for k in range(n)]}
     _write(r / "coco_karpathy" / "dataset_coco.json", {"images": [
         kimg("train", "train2014", 1), kimg("restval", "train2014", 2), kimg("train", "train2014", 4),
-        kimg("val", "val2014", 10), kimg("test", "val2014", 11), kimg("test", "val2014", 12)]})  # 12 missing
+        kimg("val", "val2014", 10), kimg("test", "val2014", 11), kimg("test", "val2014", 12),  # 12 missing
+        kimg("test", "val2014", 13)]})
 
     fl = r / "flickr30k"
     _jpg(fl / "flickr30k-images" / "100.jpg"), _jpg(fl / "flickr30k-images" / "101.jpg")
+    _jpg(fl / "flickr30k-images" / "103.jpg")
     _write(fl / "dataset_flickr30k.json", {"images": [
         {"filename": f"{i}.jpg", "split": s, "imgid": k,
          "sentences": [{"raw": f"a photo {i} {j}", "sentid": i * 5 + j} for j in range(5)]}
-        for k, (i, s) in enumerate([(100, "train"), (101, "test"), (102, "val")])]})
+        for k, (i, s) in enumerate([(100, "train"), (101, "test"), (102, "val"), (103, "val")])]})
 
     _jpg(r / "nocaps" / "images" / "val" / "a.jpg")
     _write(r / "nocaps" / "nocaps_val_4500_captions.json", {
@@ -83,6 +87,7 @@ def res(tmp_path_factory) -> Path:
     _write(vq / "v2_mscoco_train2014_annotations.json", anns([(1001, 1), (1002, 4)]))
     _write(vq / "v2_OpenEnded_mscoco_val2014_questions.json", qs("val2014", [(2001, 10), (2002, 10)]))
     _write(vq / "v2_mscoco_val2014_annotations.json", anns([(2001, 10), (2002, 10)]))
+    _write(vq / "v2_OpenEnded_mscoco_test2015_questions.json", qs("test2015", [(3001, 20), (3002, 21)]))
     _write(vq / "v2_OpenEnded_mscoco_test-dev2015_questions.json", qs("test2015", [(3001, 20)]))
     _write(vq / "minival.json", [{"question_id": 2001, "sent": "what is 2001?"}])  # LXMERT format
 
@@ -125,7 +130,9 @@ def res(tmp_path_factory) -> Path:
                                 "directory": 3}])
     _jsonl(nl / "dev.json", [{"identifier": "dev-1-0-0", "sentence": "one cat", "label": "False"},
                              {"identifier": "dev-2-0-1", "sentence": "no images", "label": "True"}])
-    _jsonl(nl / "test1.json", [{"identifier": "test1-9-0-0", "sentence": "x", "label": "True"}])
+    _jpg(nl / "images" / "test1" / "test1-8-0-img0.png"), _jpg(nl / "images" / "test1" / "test1-8-0-img1.png")
+    _jsonl(nl / "test1.json", [{"identifier": "test1-9-0-0", "sentence": "x", "label": "True"},
+                               {"identifier": "test1-8-0-1", "sentence": "y", "label": "False"}])
 
     for split, rows in (("train", [("100", "entailment")]), ("dev", [("101", "neutral")]),
                         ("test", [("101", "contradiction"), ("999", "neutral")])):
@@ -185,11 +192,11 @@ def _run(res, tmp_path, dataset):
 
 def test_coco_caption_karpathy(res, tmp_path):
     folder, stats, recs = _run(res, tmp_path, "coco_caption")
-    assert stats["splits"] == {"train": 2, "val": 1, "test": 0}  # restval -> train; corrupt/empty/missing dropped
-    assert stats["images_expected"] == 6 and stats["images_obtained"] == 3
+    assert stats["splits"] == {"train": 2, "val": 1, "test": 1}  # restval -> train; corrupt/empty/missing dropped
+    assert stats["images_expected"] == 7 and stats["images_obtained"] == 4
     assert stats["failures_by_reason"] == {"corrupt": 1, "empty": 1, "missing": 1}
-    assert stats["texts_expected"] == 30 and stats["texts_obtained"] == 15
-    assert stats["image_failure_rate"] == 0.5
+    assert stats["texts_expected"] == 35 and stats["texts_obtained"] == 20
+    assert stats["image_failure_rate"] == round(3 / 7, 6)
     first = recs["train"][0]
     assert first["captions"][0] == "caption 0 of 1" and len(first["captions"]) == 5
     assert (folder / first["image"]).resolve() == (res / "coco/train2014" / _coco_name("train2014", 1)).resolve()
@@ -199,7 +206,7 @@ def test_coco_and_flickr_retrieval(res, tmp_path):
     _, stats, recs = _run(res, tmp_path, "coco_retrieval")
     assert recs["train"][0]["text_ids"] == [10, 11, 12, 13, 14]
     _, stats, recs = _run(res, tmp_path, "flickr_retrieval")
-    assert stats["splits"] == {"train": 1, "val": 0, "test": 1}
+    assert stats["splits"] == {"train": 1, "val": 1, "test": 1}
     assert recs["test"][0]["image_id"] == "101" and stats["images_failed"] == 1
 
 
@@ -213,7 +220,9 @@ def test_vqa_splits_answers_and_vg_qa(res, tmp_path):
     folder, stats, recs = _run(res, tmp_path, "vqa")
     assert [r["question_id"] for r in recs["train"]] == [1001, 2002]  # train2014 + nominival (corrupt 1002 dropped)
     assert [r["question_id"] for r in recs["val"]] == [2001] and stats["val_split"] == "lxmert minival"
-    assert recs["test"][0]["answers"] == [] and recs["test"][0]["image"].endswith(_coco_name("test2015", 20))
+    assert recs["test"][0]["answers"] == [] and recs["test"][0]["image"].endswith(
+        "coco_test2015/test2015/" + _coco_name("test2015", 20))
+    assert stats["test_dev_questions"] == 1 and stats["splits"]["test"] == 1  # 3002's image is missing
     assert len(recs["train"][0]["answers"]) == 10 and recs["train"][0]["answer_type"] == "yes/no"
     assert [(r["answers"], r["dataset"]) for r in recs["vg_qa"]] == [(["Red"], "vg"), (["on table"], "vg")]
     assert recs["vg_qa"][1]["image"].endswith("VG_100K_2/2.jpg")
@@ -258,7 +267,7 @@ def test_refs_pickle_that_would_run_code_is_refused(res, tmp_path):
 
 def test_nlvr2_pairs_and_missing_images(res, tmp_path):
     _, stats, recs = _run(res, tmp_path, "nlvr2")
-    assert stats["splits"] == {"train": 1, "dev": 1, "test_p": 0}
+    assert stats["splits"] == {"train": 1, "dev": 1, "test_p": 1}
     assert recs["dev"][0]["label"] is False and recs["dev"][0]["image_right"].endswith("dev-1-0-img1.png")
     assert recs["train"][0]["image_left"].endswith("train/3/train-5-1-img0.png")
     assert stats["images_failed"] == 4  # dev-2-0 pair and test1-9-0 pair
@@ -334,3 +343,112 @@ def test_cli_preprocess(res, tmp_path, capsys):
     assert formats.read_stats(out / "nocaps")["splits"] == {"val": 1}
     assert main(["data", "preprocess", "vatex_caption", "--src", str(tmp_path / "none"), "--out", str(out)]) != 0
     assert "mplug data download vatex" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ issue 14: the real run's defects
+
+def test_split_whose_media_are_all_missing_stops_naming_them(res, tmp_path):
+    """The VQA test split came out empty in the real run (test2015 images never fetched) and the
+    evaluation failed days later: now preprocessing stops, naming the files and the download."""
+    bad = tmp_path / "resources"
+    shutil.copytree(res / "vqa_v2", bad / "vqa_v2")
+    shutil.copytree(res / "coco", bad / "coco")  # train2014/val2014 only: no coco_test2015/
+    with pytest.raises(DataError) as err:
+        preprocess("vqa", bad, tmp_path / "out", progress=False)
+    msg = str(err.value)
+    assert "split 'test' would be empty" in msg
+    assert str(bad / "coco_test2015" / "test2015" / _coco_name("test2015", 20)) + " (missing)" in msg
+    assert f"mplug data download coco_test2015 --dest {bad}" in msg
+    assert not (tmp_path / "out" / "vqa" / "stats.json").exists()
+
+
+def test_vqa_test_is_every_test2015_question(res, tmp_path):
+    bad = tmp_path / "resources"
+    shutil.copytree(res, bad)
+    _write(bad / "vqa_v2" / "v2_OpenEnded_mscoco_test-dev2015_questions.json",
+           {"questions": [{"question_id": 3999, "image_id": 20, "question": "not in test2015?"}]})
+    with pytest.raises(DataError, match=r"test-dev2015_questions\.json: questions\[0\]: test-dev question not in "
+                                        r"v2_OpenEnded_mscoco_test2015_questions\.json"):
+        preprocess("vqa", bad, tmp_path / "out", progress=False)
+
+
+def test_configured_downloads_cover_what_preprocessing_reads():
+    """The paper run downloads, for each dataset, every source its converter reads, and no file a
+    converter needs is `optional` (the download rule never passes --all)."""
+    import yaml
+
+    from mplug.data.preprocess import PREPROCESS_SOURCES
+    from mplug.data.sources import SOURCES
+
+    cfg = yaml.safe_load((Path(__file__).parents[2] / "config" / "config.yaml").read_text())
+    for dataset, spec in cfg["data"]["datasets"].items():
+        assert set(spec["downloads"]) == set(PREPROCESS_SOURCES[dataset]), dataset
+    assert "coco_test2015" in PREPROCESS_SOURCES["vqa"]
+    assert [f.optional for f in SOURCES["coco_test2015"].files] == [False]
+
+
+def _refcoco_tree(root: Path, bboxes: list[list[float]], size=(32, 24)) -> Path:
+    ref = root / "refcoco" / "refcoco"
+    ref.mkdir(parents=True)
+    _jpg(root / "coco" / "train2014" / _coco_name("train2014", 1))
+    _write(ref / "instances.json", {
+        "images": [{"id": 1, "file_name": _coco_name("train2014", 1), "width": size[0], "height": size[1]}],
+        "annotations": [{"id": 50 + k, "image_id": 1, "bbox": b} for k, b in enumerate(bboxes)]})
+    refs = [{"ref_id": k, "ann_id": 50 + k, "image_id": 1, "split": "train",
+             "sentences": [{"raw": f"thing {k}", "sent_id": k}]} for k in range(len(bboxes))]
+    (ref / "refs(unc).p").write_bytes(pickle.dumps(refs, protocol=2))
+    return root
+
+
+def test_refcoco_boxes_inside_stay_bit_exact_and_clipping_is_counted_exactly(tmp_path):
+    # the last two inside boxes touch the right edge; 5.3 + 26.9 = 32.199...: clipped to 26.7
+    inside = [[2.13, 3.0, 17.42, 8.37], [0.0, 0.0, 32.0, 24.0], [21.1, 1.0, 10.9, 2.0]]
+    outside = [[5.3, 2.0, 26.9, 4.0], [-1.5, 20.25, 4.0, 6.0]]
+    root = _refcoco_tree(tmp_path / "resources", inside + outside + [[40.0, 1.0, 5.0, 5.0]])
+    stats = preprocess("refcoco", root, tmp_path / "out", progress=False)
+    boxes = [r["box"] for r in formats.read_records(tmp_path / "out" / "refcoco" / "train.jsonl", "grounding")]
+    assert boxes[:3] == inside  # exactly as written (177.42 used to become 177.41999999999996)
+    assert boxes[3] == [5.3, 2.0, 32 - 5.3, 4.0] and boxes[4] == [0.0, 20.25, 2.5, 3.75]
+    assert stats["boxes_clipped"] == 2 and stats["boxes_dropped"] == 1  # the last box lies past the edge
+
+
+def test_refcoco_annotation_without_bbox_names_it(tmp_path):
+    root = _refcoco_tree(tmp_path / "resources", [[1.0, 1.0, 2.0, 2.0]])
+    inst = root / "refcoco" / "refcoco" / "instances.json"
+    data = json.loads(inst.read_text())
+    data["annotations"][0]["box"] = data["annotations"][0].pop("bbox")
+    inst.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"instances\.json: annotation 50: key 'bbox' missing"):
+        preprocess("refcoco", root, tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize("key", ["Flickr30K_ID", "Flikr30kID"])
+def test_snli_ve_accepts_each_spelling_of_the_image_key(tmp_path, key):
+    root = tmp_path / "resources"
+    for n, split in enumerate(("train", "dev", "test")):
+        _jpg(root / "flickr30k" / "flickr30k-images" / f"{100 + n}.jpg")
+        _jsonl(root / "snli_ve" / f"snli_ve_{split}.jsonl", [
+            {key: str(100 + n), "sentence2": "a hypothesis", "gold_label": "neutral", "pairID": f"{100 + n}.jpg#0r1n"}])
+    preprocess("snli_ve", root, tmp_path / "out", progress=False)
+    rec = formats.read_records(tmp_path / "out" / "snli_ve" / "dev.jsonl", "snli_ve")[0]
+    assert rec["image_id"] == "101" and rec["image"].endswith("flickr30k-images/101.jpg")
+
+
+def test_snli_ve_without_an_image_key_names_record_and_keys(tmp_path):
+    root = tmp_path / "resources"
+    _jsonl(root / "snli_ve" / "snli_ve_train.jsonl", [{"Flickr_ID": "1", "sentence2": "h", "gold_label": "neutral"}])
+    with pytest.raises(DataError, match=r"snli_ve_train\.jsonl:1: key 'Flickr30K_ID' \(or its redistributed "
+                                        r"spelling 'Flikr30kID'\) missing"):
+        preprocess("snli_ve", root, tmp_path / "out", progress=False)
+
+
+def test_raw_file_lookup_under_a_top_folder_matches_the_whole_path(res, tmp_path):
+    """An archive's extra top folder is tolerated, but only the right file is taken: msvd_qa must
+    not read msrvtt_qa's txt/test.jsonl because the file names agree."""
+    bad = tmp_path / "resources"
+    shutil.copytree(res / "alpro_data" / "data" / "msrvtt_qa", bad / "alpro_data" / "ALPRO" / "data" / "msrvtt_qa")
+    shutil.copytree(res / "msrvtt", bad / "msrvtt")
+    stats = preprocess("msrvtt_qa", bad, tmp_path / "out", progress=False)  # found below ALPRO/
+    assert stats["splits"] == {"test": 1}
+    with pytest.raises(DataError, match=r"alpro_data/data/msvd_qa/txt/test\.jsonl: not found"):
+        preprocess("msvd_qa", bad, tmp_path / "out", progress=False)

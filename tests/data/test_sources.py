@@ -9,9 +9,10 @@ import pytest
 from mplug.data.sources import SOURCES, get_source, list_sources
 from mplug.errors import DataError
 
-# Table 12 and every downstream task of the paper, plus the official release files.
+# Table 12 and every downstream task of the paper, plus the official release files (SNLI-VE: albef_data +
+# flickr30k, see the comment in sources.py).
 REQUIRED = {"coco", "vg", "sbu", "cc3m", "cc12m", "vqa_v2", "coco_karpathy", "nocaps", "flickr30k",
-            "refcoco", "refcoco_plus", "refcocog", "nlvr2", "snli_ve", "msrvtt", "alpro_data", "msvd",
+            "refcoco", "refcoco_plus", "refcocog", "nlvr2", "msrvtt", "alpro_data", "msvd",
             "vatex", "mplug_base", "mplug_large", "mplug_large_v2", "clip_vit_b16", "clip_vit_l14",
             "mplug_data"}
 
@@ -55,7 +56,9 @@ def test_known_pins_match_the_reference():
     assert nlvr["dev.json"].startswith("7c44bc78")
     coco = {f.name: f.md5 for f in SOURCES["coco"].files}
     assert coco["train2014.zip"] == "0da8c0bd3d6becc4dcb32757491aca88"
-    assert coco["test2015.zip"] is None  # LAVIS's value is a copy of test2014's: deliberately unpinned
+    test2015 = SOURCES["coco_test2015"].files[0]
+    assert test2015.name == "test2015.zip" and not test2015.pinned  # LAVIS's md5 is test2014's: unpinned
+    assert not test2015.optional  # the VQA evaluation needs it: the download rule fetches no optional file
     assert "id_/" in SOURCES["refcoco"].files[0].url  # raw wayback bytes, which the pin refers to
 
 

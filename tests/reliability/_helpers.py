@@ -66,6 +66,17 @@ def snli_raw(root: Path) -> None:
         (root / "snli_ve" / f"snli_ve_{split}.jsonl").write_text(json.dumps(row) + "\n")
 
 
+def failed_without_traceback(rc: int, capsys, *needles: str) -> str:
+    """Assert a CLI call failed as a user's mistake should: non-zero, no traceback, and a
+    stderr holding every needle (the file, key or value named). Returns stderr."""
+    err = capsys.readouterr().err
+    assert rc != 0, err[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    for needle in needles:
+        assert needle in err, f"{needle!r} not in: {err[-2000:]}"
+    return err
+
+
 def disk_fault(monkeypatch, root: Path, code: int) -> None:
     """From now on (until monkeypatch undoes it) the disk under `root` refuses every write with
     errno `code` (EROFS: mounted read-only; ENOSPC: full), in this process. The fault sits at the

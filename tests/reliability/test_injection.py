@@ -19,6 +19,7 @@ import pytest
 
 from _helpers import REPO, cli_env, snli_raw
 from mplug.config import load_config
+from mplug.data.preprocess import PREPROCESS_SOURCES
 from mplug.errors import ConfigError
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -29,7 +30,11 @@ def _config(resources_dir: str) -> str:
     old = "  source: synth              # `mplug data synth` instead of download + preprocess\n" \
           "  resources_dir: resources\n"
     assert old in SMOKE, "config/smoke.yaml's data section changed"
-    return SMOKE.replace(old, f"  source: real\n  resources_dir: {json.dumps(resources_dir)}\n")
+    text = SMOKE.replace(old, f"  source: real\n  resources_dir: {json.dumps(resources_dir)}\n")
+    for name, sources in PREPROCESS_SOURCES.items():  # real data: the planning check wants them
+        text = text.replace(f"    {name}:".ljust(22) + "{downloads: []",
+                            f"    {name}:".ljust(22) + f"{{downloads: [{', '.join(sources)}]", 1)
+    return text
 
 
 INJECTIONS = ["res||touch {m}||", "res;touch {m}", "res$(touch {m})", "res`touch {m}`",
@@ -66,6 +71,10 @@ def test_preprocess_rule_runs_with_spaces_and_metacharacters_in_its_paths(tmp_pa
     workdir = weird / "run dir"
     resources = "raw data"  # relative to the working directory; spaces are a valid folder name
     snli_raw(workdir / resources)
+    for source in PREPROCESS_SOURCES["snli_ve"]:  # downloaded already: only preprocess runs
+        marker = workdir / resources / source / "download.json"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("{}", encoding="utf-8")
     config = weird / "conf dir" / "smoke run.yaml"
     config.parent.mkdir(parents=True)
     config.write_text(_config(resources), encoding="utf-8")

@@ -12,18 +12,9 @@ import time
 
 import pytest
 
-from _helpers import PY, REPO, TINY, cli_env, disk_fault, snli_raw
+from _helpers import PY, REPO, TINY, cli_env, disk_fault, failed_without_traceback, snli_raw
 from mplug.cli import main
 from mplug.data import formats
-
-
-def _failed(rc, capsys, *needles) -> str:
-    err = capsys.readouterr().err
-    assert rc != 0, err[-2000:]
-    assert "Traceback" not in err, err[-3000:]
-    for needle in needles:
-        assert needle in err, f"{needle!r} not in: {err[-2000:]}"
-    return err
 
 
 # ------------------------------------------------------------------- bytes that are not UTF-8
@@ -36,7 +27,7 @@ def test_config_with_non_utf8_bytes_names_file_line_and_offset(world, tmp_path, 
     line = text[:at].count(b"\n") + 1
     rc = main(["train", "finetune", "snli_ve", "--config", str(path), "--model", "mplug_smoke",
                "--data", str(world), "--out", str(tmp_path / "run")])
-    _failed(rc, capsys, str(path), f"line {line}", f"byte offset {at + 3}", "not UTF-8", "0xe9")
+    failed_without_traceback(rc, capsys, str(path), f"line {line}", f"byte offset {at + 3}", "not UTF-8", "0xe9")
 
 
 def test_jsonl_with_non_utf8_bytes_names_file_line_and_offset(world_copy, tmp_path, capsys):
@@ -48,7 +39,7 @@ def test_jsonl_with_non_utf8_bytes_names_file_line_and_offset(world_copy, tmp_pa
     out = tmp_path / "out" / "m.json"
     rc = main(["evaluate", "vqa", "--data", str(root.parent), "--split", "val", "--out", str(out),
                "--model", TINY, "--limit", "4", "--beam", "1", "--max-length", "2"])
-    _failed(rc, capsys, "val.jsonl:3", f"byte offset {offset}", "not UTF-8")
+    failed_without_traceback(rc, capsys, "val.jsonl:3", f"byte offset {offset}", "not UTF-8")
     assert not out.exists()
 
 
@@ -59,7 +50,7 @@ def test_preprocess_input_with_non_utf8_bytes_names_file_line_and_offset(tmp_pat
     bad.write_bytes(b"\n" + bad.read_bytes().replace(b"hypothesis", b"hyp\xc3othesis"))
     rc = main(["data", "preprocess", "snli_ve", "--src", str(res), "--out", str(tmp_path / "data"),
                "--no-progress"])
-    _failed(rc, capsys, f"{bad}:2", "byte offset", "not UTF-8")
+    failed_without_traceback(rc, capsys, f"{bad}:2", "byte offset", "not UTF-8")
     assert not (tmp_path / "data" / "snli_ve" / "stats.json").exists()
 
 
@@ -78,7 +69,7 @@ def test_evaluate_checks_out_is_writable_before_evaluating(code, tiny_ckpt, worl
     disk_fault(monkeypatch, disk, getattr(errno, code))
     rc = main(["evaluate", "vqa", "--model", TINY, "--checkpoint", str(tiny_ckpt["vqa"]), "--data",
                str(world), "--split", "val", "--out", str(disk / "eval" / "m.json"), "--limit", "2"])
-    _failed(rc, capsys, str(disk / "eval"), code, "cannot write")
+    failed_without_traceback(rc, capsys, str(disk / "eval"), code, "cannot write")
     assert rc == 74
 
 
@@ -90,7 +81,7 @@ def test_synth_on_a_full_or_read_only_disk(code, tmp_path, monkeypatch, capsys):
     stage = tmp_path / f".w.synth-tmp-{os.getpid()}"
     disk_fault(monkeypatch, stage / "vqa", getattr(errno, code))
     rc = main(["data", "synth", "--out", str(out), "--quiet"])
-    _failed(rc, capsys, str(stage / "vqa"), code)
+    failed_without_traceback(rc, capsys, str(stage / "vqa"), code)
     assert rc == 74
     assert not out.exists() and not stage.exists()
 
@@ -124,7 +115,7 @@ def test_synth_never_deletes_files_it_did_not_write(tmp_path, capsys):
     for path in mine:
         path.write_text("the user's own work\n")
     rc = main(["data", "synth", "--out", str(out), "--quiet"])
-    _failed(rc, capsys, "notes.txt", "vqa/my_predictions.json", "did not write", "nothing was changed")
+    failed_without_traceback(rc, capsys, "notes.txt", "vqa/my_predictions.json", "did not write", "nothing was changed")
     assert all(p.read_text() == "the user's own work\n" for p in mine)
     assert formats.read_records(out / "vqa" / "val.jsonl", "vqa")  # the old world is whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]  # no staging folder left

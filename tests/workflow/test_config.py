@@ -109,6 +109,16 @@ def test_official_source_needs_checkpoints(tmp_path):
     _rejects(tmp_path, cfg, "pretrained.official.mplug_base_4m", "enabled: false")
 
 
+def test_real_data_downloads_cover_what_preprocessing_reads(tmp_path):
+    """Issue 14: the VQA test images were never downloaded; a config that leaves out a source a
+    dataset's preprocessing reads (or names an unknown one) stops at planning."""
+    cfg = yaml.safe_load(PAPER.read_text())
+    cfg["data"]["datasets"]["vqa"]["downloads"] = ["vqa_v2", "coco", "vg"]
+    cfg["data"]["datasets"]["nlvr2"]["downloads"] = ["nlvr2", "nlvr3"]
+    _rejects(tmp_path, cfg, "data.datasets.vqa.downloads", "lacks coco_test2015",
+             "data.datasets.nlvr2.downloads", "unknown download source 'nlvr3'")
+
+
 def test_yaml_syntax_error_names_line(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("run: smoke\ndata: [unclosed\n")
