@@ -21,7 +21,7 @@ VQA_TRAIN_SPLITS = (train, vg_qa), leaves val out because the smoke run evaluate
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mplug.errors import CheckpointError, ConfigError, DataError
 from mplug.train.loop import StepContext
@@ -41,11 +41,6 @@ DATA_TASK = {"pretrain": "pretrain", "vqa": "vqa", "caption": "caption", "retrie
              "snli_ve": "snli_ve"}
 OBJECTIVES = {"pretrain": {"itc", "itm", "mlm", "prefix_lm"}, "retrieval": {"itc", "itm"}}
 VQA_TRAIN_SPLITS = ("train", "vg_qa")
-class Recipe:
-    task: str
-    model_task: str
-    step_fn: Callable
-    datasets: list[str]
 
 
 # ----------------------------------------------------------------------------- steps
