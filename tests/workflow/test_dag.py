@@ -80,6 +80,26 @@ def test_paper_run_slurm_resources(paper_dry_run):
     assert "srun --kill-on-bad-exit=1 " in block.split("Shell command:", 1)[1].split("\n", 1)[0]
 
 
+def test_only_gpu_rules_ask_for_gpus(paper_dry_run):
+    """A CPU rule asking for a GPU burns a GPU slot for hours (download, preprocess, report); a GPU
+    rule without one cannot run. Every job of the paper DAG's dry run, by its rule."""
+    gpu_rules = {"pretrain", "finetune", "evaluate", "zeroshot", "bench"}
+    seen = set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", paper_dry_run)[1:]:
+        rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
+        res = re.search(r"\n\s+resources: ([^\n]*)", block)
+        if res is None:
+            continue
+        seen.add(rule)
+        asks_gpu = re.search(r"gres=gpu:a100:\d+", res.group(1)) is not None
+        assert asks_gpu == (rule in gpu_rules), (rule, res.group(1))
+        if "slurm_partition" not in res.group(1):  # a local rule: the aggregating targets only
+            assert rule in ("all", "figures") or rule.startswith("table"), (rule, res.group(1))
+        elif not asks_gpu:
+            assert "slurm_partition=cpu" in res.group(1), (rule, res.group(1))
+    assert gpu_rules | {"download", "preprocess", "report"} <= seen, seen
+
+
 def test_local_rules_are_the_tiny_ones(monkeypatch):
     """Only targets run on the submit host. Downloads are CPU-partition jobs (img2dataset's
     processes do not belong on a login node); training, evaluation, preprocessing too."""
