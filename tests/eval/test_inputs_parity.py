@@ -49,6 +49,9 @@ class SpyModel:
         from mplug.models import get_config
 
         self.cfg = get_config("mplug_tiny")
+        # what `load_model` records for the provenance: the resolution the evaluation runs at
+        self.resolution = {"image_res": self.cfg.vision.image_res, "checkpoint_image_res": None,
+                           "pos_embed_resized": False}
         self.calls: list[tuple[str, dict]] = []
 
     def _log(self, name, **kw):
@@ -161,8 +164,9 @@ def test_eval_text_encoding_equals_training_mode(task, world, tok, tmp_path, mon
 
 
 def test_independent_encoding_reference(world, tok, tmp_path, monkeypatch):
-    """Pin the shared encoding itself: CLIP-normalised bicubic resize, `[CLS] q` for questions,
-    `[CLS] text [SEP]` otherwise (would catch both paths drifting together)."""
+    """Pin the shared encoding itself: CLIP-normalised bicubic resize, `[CLS] text` with no [SEP]
+    for single encoder texts (the official tokenizer copy; questions and hypotheses alike), and
+    `[CLS] query [SEP]` for grounding (would catch both paths drifting together)."""
     from PIL import Image
 
     from mplug.data.formats import read_records
@@ -182,7 +186,13 @@ def test_independent_encoding_reference(world, tok, tmp_path, monkeypatch):
     rec = read_records(world / "snli_ve" / "dev.jsonl", "snli_ve")[0]
     h = tok.convert_tokens_to_ids(tok.tokenize(rec["hypothesis"]))
     ids = spy.calls[0][1]["text_ids"][0]
-    assert ids[: len(h) + 2].tolist() == [tok.cls_token_id, *h, tok.sep_token_id]
+    assert ids[: len(h) + 2].tolist() == [tok.cls_token_id, *h, tok.pad_token_id]
+
+    spy, _ = _evaluate_with_spy("grounding", world, tmp_path, monkeypatch)
+    rec = read_records(world / "refcoco" / "val.jsonl", "grounding")[0]
+    e = tok.convert_tokens_to_ids(tok.tokenize(rec["expression"]))
+    ids = spy.calls[0][1]["text_ids"][0]
+    assert ids[: len(e) + 2].tolist() == [tok.cls_token_id, *e, tok.sep_token_id]
 
 
 def test_grounding_pad_is_transvg_centre():
