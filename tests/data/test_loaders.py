@@ -163,7 +163,9 @@ def test_collator_encoders_match_batches(synth_world, tokenizer):
     assert a_ids[0].tolist() == [101, *tokenizer.convert_tokens_to_ids(["red"]), 102]
     assert batch["answer_ids"].shape[1] <= col.max_answer_len
     r_ids, _ = Collator("retrieval_coco", tokenizer).encode_text(["a red cube"])
-    assert r_ids[0, -1].item() == 102
+    assert r_ids[0, 0].item() == 101 and 102 not in r_ids[0].tolist()  # official: [CLS] caption
+    g_ids, _ = Collator("grounding", tokenizer).encode_text(["a red cube"])
+    assert g_ids[0, -1].item() == 102  # the official grounding dataset appends [SEP] itself
 
 
 def test_strict_video_names_an_unreadable_frame(copy_dataset):
