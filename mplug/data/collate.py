@@ -5,14 +5,14 @@ answer_weight/answer_index, box, label, meta. Masks are 1 on real tokens.
 
 Tokenisation of encoder texts (`text_sep`). The official tokenizer copy
 (models/tokenization_bert.py, `build_inputs_with_special_tokens`) encodes a single text as
-`[CLS] text` with no trailing [SEP], and every official script that feeds it a single encoder text
-gets exactly that: VQA / video-QA questions (max 25) and retrieval captions (max 30), so the body
-keeps max_length-1 tokens. Grounding is the exception: the official dataset appends [SEP] to the
-query itself, giving `[CLS] query [SEP]` (max 20). Pre-training, NLVR2 and SNLI-VE code is not
-released; their texts follow the same tokenizer rule (`[CLS] text`). `text_sep="official"`
-(default) applies this per-task rule; `text_sep="hf"` puts [SEP] after every encoder text (the
-HF convention). Targets and answers, which the official code writes with an explicit [SEP], are
-always `[CLS] text [SEP]`.
+`[CLS] text` with no trailing [SEP], and the official scripts that feed it a single encoder text
+get exactly that: VQA / video-QA questions (max 25) and retrieval captions, image and video (max
+30), so the body keeps max_length-1 tokens. Grounding's official dataset appends [SEP] to the
+query itself (`[CLS] query [SEP]`, max 20). Pre-training, NLVR2 and SNLI-VE code was never
+released: their texts keep `[CLS] text [SEP]`, the convention of ALBEF, which mPLUG's
+pre-training follows. `text_sep="official"` (default) applies this per-task rule;
+`text_sep="hf"` puts [SEP] after every encoder text (the HF convention). Targets and answers,
+which the official code writes with an explicit [SEP], are always `[CLS] text [SEP]`.
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from mplug.data.tokenizer import encode_texts
 # caption targets 25 (--max_input_length 25), answers 10 (generation max_length)
 DEFAULT_MAX_LEN = {"text": 30, "question": 25, "expression": 20, "target": 25, "answer": 10}
 QUESTION_TASKS = {"vqa", "video_qa", "video_qa_msrvtt", "video_qa_msvd"}
-# encoder texts the official code ends with [SEP] itself (grounding dataset appends it)
-SEP_TASKS = {"grounding"}
+# encoder texts the official scripts tokenise as a single text: `[CLS] text`, no [SEP]
+NO_SEP_TASKS = QUESTION_TASKS | {"retrieval", "retrieval_coco", "retrieval_flickr", "video_retrieval"}
 TEXT_SEP_RULES = ("official", "hf")
 
 
@@ -38,7 +38,7 @@ class Collator:
 
     task: str
     tokenizer: Any
-    text_sep: str = "official"  # "official": [SEP] only where the official code adds it; "hf": always
+    text_sep: str = "official"  # "official": no [SEP] where the official scripts add none; "hf": always
     max_text_len: int | None = None
     max_target_len: int = DEFAULT_MAX_LEN["target"]
     max_answer_len: int = DEFAULT_MAX_LEN["answer"]
@@ -83,7 +83,7 @@ class Collator:
                                   "expression" if self.task == "grounding" else "text"]
         if self.text_sep not in TEXT_SEP_RULES:
             raise ValueError(f"text_sep must be one of {TEXT_SEP_RULES}, got {self.text_sep!r}")
-        add_sep = self.text_sep == "hf" or self.task in SEP_TASKS
+        add_sep = self.text_sep == "hf" or self.task not in NO_SEP_TASKS
         return encode_texts(self.tokenizer, texts, self.max_text_len or default, add_sep=add_sep)
 
     def encode_answers(self, answers: list[str]):

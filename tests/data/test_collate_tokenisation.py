@@ -1,8 +1,9 @@
 """Encoder-text tokenisation per task against ids written out from the official rule.
 
 Official rule (models/tokenization_bert.py `build_inputs_with_special_tokens` on a single text):
-`[CLS]`=101 + body truncated to max_length-1 tokens, no trailing [SEP]; grounding appends [SEP]
-itself (`[CLS] query [SEP]`, body max_length-2). Padding is [PAD]=0.
+`[CLS]`=101 + body truncated to max_length-1 tokens, no trailing [SEP] (questions, retrieval
+captions); grounding appends [SEP] itself (`[CLS] query [SEP]`, body max_length-2); pre-training,
+NLVR2 and SNLI-VE (no official code) keep ALBEF's `[CLS] text [SEP]`. Padding is [PAD]=0.
 """
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ def _words(tokenizer, n):
     return words, ids
 
 
-@pytest.mark.parametrize("task,max_len,sep", [("retrieval", 30, False), ("pretrain", 30, False),
-                                              ("nlvr2", 30, False), ("vqa", 25, False),
-                                              ("grounding", 20, True)])
+@pytest.mark.parametrize("task,max_len,sep", [("retrieval", 30, False), ("video_retrieval", 30, False),
+                                              ("vqa", 25, False), ("grounding", 20, True),
+                                              ("pretrain", 30, True), ("nlvr2", 30, True),
+                                              ("snli_ve", 30, True)])
 def test_official_encoder_text_ids(tokenizer, task, max_len, sep):
     words, ids = _words(tokenizer, 35)
     short, long = " ".join(words[:3]), " ".join(words)  # long: 35 tokens > every max_length

@@ -164,9 +164,9 @@ def test_eval_text_encoding_equals_training_mode(task, world, tok, tmp_path, mon
 
 
 def test_independent_encoding_reference(world, tok, tmp_path, monkeypatch):
-    """Pin the shared encoding itself: CLIP-normalised bicubic resize, `[CLS] text` with no [SEP]
-    for single encoder texts (the official tokenizer copy; questions and hypotheses alike), and
-    `[CLS] query [SEP]` for grounding (would catch both paths drifting together)."""
+    """Pin the shared encoding itself: CLIP-normalised bicubic resize, `[CLS] q` with no [SEP] for
+    questions (the official tokenizer copy), `[CLS] text [SEP]` for SNLI-VE hypotheses (no official
+    code: ALBEF's convention) and grounding queries (would catch both paths drifting together)."""
     from PIL import Image
 
     from mplug.data.formats import read_records
@@ -186,7 +186,7 @@ def test_independent_encoding_reference(world, tok, tmp_path, monkeypatch):
     rec = read_records(world / "snli_ve" / "dev.jsonl", "snli_ve")[0]
     h = tok.convert_tokens_to_ids(tok.tokenize(rec["hypothesis"]))
     ids = spy.calls[0][1]["text_ids"][0]
-    assert ids[: len(h) + 2].tolist() == [tok.cls_token_id, *h, tok.pad_token_id]
+    assert ids[: len(h) + 2].tolist() == [tok.cls_token_id, *h, tok.sep_token_id]
 
     spy, _ = _evaluate_with_spy("grounding", world, tmp_path, monkeypatch)
     rec = read_records(world / "refcoco" / "val.jsonl", "grounding")[0]
