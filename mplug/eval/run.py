@@ -447,7 +447,8 @@ def load_model(model_task: str, checkpoint: str | Path | None, settings: EvalSet
     (bilinear, as the official fine-tuning and zero-shot scripts do). The model's `resolution`
     attribute records {image_res, checkpoint_image_res, pos_embed_resized} for the provenance."""
     from mplug.data.tokenizer import vocab_overrides
-    from mplug.models import build_model
+    from mplug.models import build_model, get_config
+    from mplug.models.convert import fit_pos_embeds
     from mplug.models.loading import load_state_dict_safe
 
     over = vocab_overrides(tokenizer, settings.model) if tokenizer is not None else {}
@@ -462,9 +463,9 @@ def load_model(model_task: str, checkpoint: str | Path | None, settings: EvalSet
     state = None if checkpoint is None else {
         k: v for k, v in load_state_dict_safe(checkpoint).items() if k.split(".")[0] not in _QUEUES}
     trained_res = checkpoint_image_res(state, settings.model) if state is not None else None
-    over["image_res"] = settings.image_res or trained_res or get_image_res(settings.model)
+    over["image_res"] = settings.image_res or trained_res or get_config(settings.model).vision.image_res
     model = build_model(settings.model, model_task, **over)
-    resized = _fit_pos_embed(model, state) if state is not None else []
+    resized = fit_pos_embeds(state, model.state_dict()) if state is not None else []
     model.resolution = {"image_res": over["image_res"], "checkpoint_image_res": trained_res,
                         "pos_embed_resized": bool(resized)}
     if state is not None:
@@ -473,12 +474,6 @@ def load_model(model_task: str, checkpoint: str | Path | None, settings: EvalSet
             log.info("position embedding resized from %s px (checkpoint) to %s px: %s", trained_res,
                      over["image_res"], ", ".join(resized))
     return model.to(device).eval()
-
-
-def get_image_res(arch: str) -> int:
-    from mplug.models import get_config
-
-    return get_config(arch).vision.image_res
 
 
 def checkpoint_image_res(state: dict, arch: str) -> int | None:
@@ -495,19 +490,6 @@ def checkpoint_image_res(state: dict, arch: str) -> int | None:
         raise CheckpointError(f"visual_encoder.positional_embedding has {pos.shape[0]} rows: not "
                               "1 + a square grid of patches")
     return grid * get_config(arch).vision.patch
-
-
-def _fit_pos_embed(model, state: dict) -> list[str]:
-    """Resize every ViT position embedding of `state` (online and momentum) to the model's."""
-    from mplug.models.convert import resize_pos_embed
-
-    target, resized = model.state_dict(), []
-    for key, value in list(state.items()):
-        if key.endswith("positional_embedding") and key in target and value.dim() == 2 \
-                and value.shape[0] != target[key].shape[0]:
-            state[key] = resize_pos_embed(value, target[key].shape[0])
-            resized.append(key)
-    return resized
 
 
 def _load_weights(model, model_task: str, state: dict, checkpoint, settings: EvalSettings) -> None:

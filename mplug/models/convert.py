@@ -161,6 +161,19 @@ def resize_pos_embed(pos: "torch.Tensor", n_tokens: int) -> "torch.Tensor":
     return vit_resize(pos, new_g)
 
 
+def fit_pos_embeds(state: dict, target: dict) -> list[str]:
+    """Resize, in place, every 2-D ViT position embedding of `state` (online and momentum) whose
+    row count differs from the same key of `target` (a model's state dict): a checkpoint trained
+    at another resolution. Returns the keys resized."""
+    resized = []
+    for key, value in list(state.items()):
+        if key.endswith("positional_embedding") and key in target and value.dim() == 2 \
+                and value.shape[0] != target[key].shape[0]:
+            state[key] = resize_pos_embed(value, target[key].shape[0])
+            resized.append(key)
+    return resized
+
+
 def fresh_queue(key: str, ref: "torch.Tensor") -> "torch.Tensor":
     """A queue buffer as the official __init__ makes it (random normalised, idx -100, ptr 0)."""
     import torch

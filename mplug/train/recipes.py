@@ -178,18 +178,16 @@ def load_init(model, path: str | Path, allow_partial: bool = False) -> dict[str,
     """
     import torch
 
-    from mplug.models.convert import resize_pos_embed
+    from mplug.models.convert import fit_pos_embeds
     from mplug.models.loading import compare_state, load_state_dict_safe
 
     state = load_state_dict_safe(path)
     target = model.state_dict()
+    resized = fit_pos_embeds(state, target)
     report = compare_state(target, state)
-    resized, fresh = [], []
+    fresh = []
     for key, _, shape in report.mismatched:
-        if key.endswith("positional_embedding") and state[key].dim() == 2:
-            state[key] = resize_pos_embed(state[key], shape[0])
-            resized.append(key)
-        elif key.split(".")[-1] in ("image_queue", "text_queue", "idx_queue"):
+        if key.split(".")[-1] in ("image_queue", "text_queue", "idx_queue"):
             del state[key]
             fresh.append(key)
         else:
