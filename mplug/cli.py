@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("mplug.commands.score", "score a predictions file (vqa, caption, grounding)"),
     "bench": ("mplug.commands.bench", "benchmarks: fusion, train, generate, retrieval, video"),
     "report": ("mplug.commands.report", "render the HTML report of a run"),
+    "miniature": ("mplug.commands.miniature", "write the paper run in miniature (only sizes shrunk)"),
     "plan": ("mplug.commands.plan", "GPU-hours per stage of a run, from its config (+ bench JSON)"),
 }
 

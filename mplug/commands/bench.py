@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mplug.errors import ConfigError
+
 
 def _ints(text: str) -> tuple[int, ...]:
     try:
@@ -105,8 +107,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _options(cls, args: argparse.Namespace, names: list[str]):
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if args.repeats is not None and "repeats" not in fields:
+        raise ConfigError(f"--repeats: `mplug bench {args.bench}` times --steps steps once; use --steps")
     kw: dict[str, Any] = {n: getattr(args, n, None) for n in names + ["threads", "repeats"]}
-    kw = {k: v for k, v in kw.items() if v is not None}
+    kw = {k: v for k, v in kw.items() if v is not None and k in fields}
     kw["device"] = args.device
     return cls.quick(**kw) if args.quick else cls(**kw)
 

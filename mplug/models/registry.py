@@ -60,7 +60,31 @@ def _smoke() -> MPLUGConfig:
         text_layers=2, fusion_layers=3, decoder_layers=2, stride=2, embed_dim=64, queue_size=1024)
 
 
+# The paper run in miniature (`mplug miniature`): each paper architecture with its structure kept
+# (patch size, position-embedding resolution, visn_fc or not, 6 fusion layers and the stride, the
+# layer roles) and only sizes shrunk: widths, heads, ViT/text/decoder depths, vocabulary.
+_MINI_TEXT = dict(hidden=32, heads=2, intermediate=128, vocab_size=1100)
+
+
+def _base_mini() -> MPLUGConfig:
+    return MPLUGConfig(name="mplug_base_mini", vision=VisionConfig(32, 2, 2, 16, 384),
+                       text=TextConfig(**_MINI_TEXT), text_layers=2, fusion_layers=6,
+                       decoder_layers=2, stride=3, embed_dim=16, queue_size=64)
+
+
+def _large_mini() -> MPLUGConfig:
+    return MPLUGConfig(name="mplug_large_mini", vision=VisionConfig(48, 4, 2, 14, 336),
+                       text=TextConfig(**_MINI_TEXT), text_layers=2, fusion_layers=6,
+                       decoder_layers=2, stride=6, embed_dim=16, queue_size=64,
+                       grad_checkpointing=False)
+
+
+# paper architecture -> its miniature (mplug.miniature, tests/models/test_registry.py)
+MINIATURE = {"mplug_base": "mplug_base_mini", "mplug_large": "mplug_large_mini"}
+
 register("mplug_base", _base, "ViT-B/16 @384, 6 text / 6 fusion (stride 3) / 12 decoder layers")
 register("mplug_large", _large, "ViT-L/14 @336 + visn_fc, 6 text / 6 fusion (stride 6) / 12 decoder")
 register("mplug_tiny", _tiny, "unit-test model (< 1M params), 4 fusion layers stride 3")
 register("mplug_smoke", _smoke, "smoke-DAG model (a few M params), 3 fusion layers stride 2")
+register("mplug_base_mini", _base_mini, "mplug_base in miniature: width-32 ViT, patch 16 @384, 6 fusion (stride 3)")
+register("mplug_large_mini", _large_mini, "mplug_large in miniature: width-48 ViT, patch 14 @336 + visn_fc, 6 fusion (stride 6)")

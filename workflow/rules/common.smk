@@ -87,15 +87,34 @@ def pretrain_init(model, stage):
     return ckpt(model, stages[i - 1]) if i > 0 else None
 
 
+def resource_inputs(paths):
+    """Rule inputs for files below resources/: the download job of each file's source folder
+    (`mplug data download`, or `mplug data synth-weights` on the synthetic world), else the
+    files themselves (a path outside the download layout the user provides)."""
+    out = []
+    for path in paths:
+        source = mcfg.resource_source(config, path)
+        out.append(download_marker(source) if source else path)
+    return sorted(set(out))
+
+
 def init_weight_inputs(model, stage):
-    """A first pretrain stage's CLIP-ViT + BERT weights as inputs: the download job of the
-    resources folder they live in (real data), else the files themselves; for a later
-    stage or with `pretrained.init: random`: none (the trainer reads the paths from the config)."""
+    """A first pretrain stage's CLIP-ViT + BERT weights (their download jobs); for a later stage
+    or with `pretrained.init: random`: none (the trainer reads the paths from the config)."""
     if pretrain_init(model, stage):
         return []
-    paths = (mcfg.scratch_init(config, model) or {}).values()
-    sources = {p: mcfg.resource_source(config, p) for p in paths}
-    return [download_marker(s) if s and not SYNTH else p for p, s in sources.items()]
+    return resource_inputs((mcfg.scratch_init(config, model) or {}).values())
+
+
+def tokenizer_inputs():
+    """The tokenizer folder's download job (`tokenizer: resources/bert_base_uncased`): every
+    training and evaluation job reads it, with or without pretraining here."""
+    tok = config.get("tokenizer")
+    return resource_inputs([tok]) if tok else []
+
+
+def official_checkpoint(model, stage):
+    return config["pretrained"]["official"][model][stage]
 
 
 def settings_hash(obj):

@@ -3,6 +3,8 @@
 
 if SYNTH:
 
+    from mplug.data.synth_weights import WEIGHT_SOURCES
+
     localrules:
         synth,
 
@@ -27,6 +29,33 @@ if SYNTH:
             logged(
                 "{params.mplug} data synth --out {params.out:q} --seed {params.seed:q}"
                 " --scale {params.scale:q} --quiet"
+            )
+
+    rule synth_weights:
+        """A weight source (CLIP, BERT, mPLUG) in its official format at the run's model sizes,
+        where `mplug data download` would put it: the synthetic world has no download hosts."""
+        input:
+            mcfg.synth_manifest(config),
+        output:
+            f"{RESOURCES_DIR}/{{download}}/download.json",
+        log:
+            _log("synth_weights", "{download}"),
+        wildcard_constraints:
+            download=_alt(WEIGHT_SOURCES),
+        conda:
+            "../../envs/train.yaml"
+        threads: threads_of("synth")
+        resources:
+            **res_fn("synth"),
+        params:
+            config=CONFIGFILE,
+            dest=lambda wc, output: root_of(output, RESOURCES_DIR),
+            vocab=lambda wc, input: os.path.join(os.path.dirname(input[0]), "vocab.txt"),
+            mplug=MPLUG,
+        shell:
+            logged(
+                "{params.mplug} data synth-weights {wildcards.download:q} --config {params.config:q}"
+                " --dest {params.dest:q} --vocab {params.vocab:q}"
             )
 
 else:

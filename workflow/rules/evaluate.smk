@@ -6,6 +6,7 @@ rule evaluate:
     input:
         ckpt=lambda wc: ckpt(wc.model, config["evaluate"][wc.job]["checkpoint"]),
         data=lambda wc: dataset_inputs([config["evaluate"][wc.job]["dataset"]]),
+        tokenizer=tokenizer_inputs(),
     output:
         f"results/{RUN}/{{model}}/eval/{{job}}/{{split}}/metrics.json",
     log:

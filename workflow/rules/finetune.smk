@@ -8,6 +8,7 @@ rule finetune:
     input:
         data=lambda wc: dataset_inputs(config["finetune"][wc.job]["datasets"]),
         init=lambda wc: ckpt(wc.model, config["finetune"][wc.job]["init"]),
+        tokenizer=tokenizer_inputs(),
     output:
         model=f"results/{RUN}/{{model}}/finetune/{{job}}/model.safetensors",
         summary=f"results/{RUN}/{{model}}/finetune/{{job}}/summary.json",

@@ -11,6 +11,7 @@ if not OFFICIAL:
                 [pretrain_init(wc.model, wc.stage)] if pretrain_init(wc.model, wc.stage) else []
             ),
             weights=lambda wc: init_weight_inputs(wc.model, wc.stage),
+            tokenizer=tokenizer_inputs(),
         output:
             model=f"results/{RUN}/{{model}}/pretrain/{{stage}}/model.safetensors",
             summary=f"results/{RUN}/{{model}}/pretrain/{{stage}}/summary.json",
@@ -52,7 +53,7 @@ else:
     rule convert_official:
         """A released mPLUG checkpoint (.pth) -> our safetensors, at the pretrain stage's path."""
         input:
-            lambda wc: config["pretrained"]["official"][wc.model][wc.stage],
+            lambda wc: resource_inputs([official_checkpoint(wc.model, wc.stage)]),
         output:
             model=f"results/{RUN}/{{model}}/pretrain/{{stage}}/model.safetensors",
         log:
@@ -67,9 +68,10 @@ else:
             **res_fn("convert_official"),
         params:
             config=CONFIGFILE,
+            checkpoint=lambda wc: official_checkpoint(wc.model, wc.stage),
             mplug=MPLUG,
         shell:
             logged(
                 "{params.mplug} convert --config {params.config:q} --model {wildcards.model:q}"
-                " {input:q} {output.model:q}"
+                " {params.checkpoint:q} {output.model:q}"
             )
