@@ -75,10 +75,7 @@ def miniaturise(paper: dict, hparams: str | None = None) -> dict:
         if model["arch"] not in archs:
             raise ConfigError(f"models.{key}.arch={model['arch']!r} has no miniature; known: "
                               f"{', '.join(archs)} (mplug.models.registry.MINIATURE)")
-        model["arch"] = archs[model["arch"]]
-    init = mini["pretrained"].get("init")
-    if isinstance(init, dict):
-        init["clip"] = {archs.get(a, a): p for a, p in init.get("clip", {}).items()}
+    _rename_archs(mini, archs)
     for section in JOB_SECTIONS:
         for job in mini[section].values():
             job.pop("resources", None)
@@ -95,6 +92,20 @@ def miniaturise(paper: dict, hparams: str | None = None) -> dict:
         bench.pop("resources", None)
     mini["report"]["banner"] = BANNER
     return mini
+
+
+def _rename_archs(cfg: dict, names: dict[str, str]) -> None:
+    """Rename architectures wherever the config names one: models.*.arch, the CLIP init files
+    (pretrained.init.clip.<arch>) and the per-architecture `overrides:` of every job."""
+    for model in cfg.get("models", {}).values():
+        model["arch"] = names.get(model.get("arch"), model.get("arch"))
+    init = cfg.get("pretrained", {}).get("init")
+    if isinstance(init, dict):
+        init["clip"] = {names.get(a, a): p for a, p in init.get("clip", {}).items()}
+    for section in JOB_SECTIONS:
+        for job in cfg.get(section, {}).values():
+            if isinstance(job.get("overrides"), dict):
+                job["overrides"] = {names.get(a, a): o for a, o in job["overrides"].items()}
 
 
 def _shrink(node: Any, section: str) -> None:
@@ -133,13 +144,8 @@ def _allowed(path: tuple) -> bool:
 def structural_differences(paper: dict, mini: dict) -> list[str]:
     """Key paths where `mini` differs from `paper` in anything but sizes and where it runs
     (architecture names compared through `registry.MINIATURE`); [] for a true miniature."""
-    back = {m: p for p, m in _archs().items()}
     norm = copy.deepcopy(mini)
-    for model in norm.get("models", {}).values():
-        model["arch"] = back.get(model.get("arch"), model.get("arch"))
-    init = norm.get("pretrained", {}).get("init")
-    if isinstance(init, dict):
-        init["clip"] = {back.get(a, a): p for a, p in init.get("clip", {}).items()}
+    _rename_archs(norm, {m: p for p, m in _archs().items()})
     a, b = _leaves(paper), _leaves(norm)
     paths = sorted(set(a) | set(b), key=lambda p: [str(x) for x in p])
     return [".".join(map(str, p)) + f": {a.get(p, '(absent)')!r} -> {b.get(p, '(absent)')!r}"

@@ -123,8 +123,10 @@ class MPLUGConfig:
             (self.decoder_layers >= 1, f"decoder_layers={self.decoder_layers}: must be >= 1"),
             (v.layers >= 1 and v.width >= 1 and v.heads >= 1, "vision sizes must be >= 1"),
             (v.width % v.heads == 0, f"vision.width={v.width} not divisible by heads={v.heads}"),
-            (v.patch >= 1 and v.image_res % v.patch == 0,
-             f"vision.image_res={v.image_res} is not a multiple of patch={v.patch}"),
+            # image_res need not be a multiple of the patch: CLIP's strided patch convolution
+            # drops the remainder (ViT-B/16 at 504 px: a 31x31 grid, as the official code runs it)
+            (v.patch >= 1 and v.image_res >= v.patch,
+             f"vision.image_res={v.image_res} is smaller than one patch ({v.patch})"),
             (t.hidden % t.heads == 0, f"text.hidden={t.hidden} not divisible by heads={t.heads}"),
             (t.vocab_size > max(self.bos_token_id, self.eos_token_id, t.pad_token_id),
              f"text.vocab_size={t.vocab_size} is smaller than the special token ids"),

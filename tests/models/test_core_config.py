@@ -24,10 +24,22 @@ def test_overrides_flat_and_dotted():
 @pytest.mark.parametrize("bad, word", [
     ({"stridee": 2}, "stridee"), ({"heads": 2}, "ambiguous"), ({"vision.nope": 1}, "vision.nope"),
     ({"stride": 0}, "stride=0"), ({"schedule": "x"}, "schedule"), ({"fusion_type": "x"}, "fusion_type"),
-    ({"image_res": 33}, "patch"), ({"attn_impl": "flash"}, "attn_impl")])
+    ({"image_res": 4}, "patch"), ({"attn_impl": "flash"}, "attn_impl")])
 def test_bad_overrides_raise_config_error_naming_key(bad, word):
     with pytest.raises(ConfigError, match=word):
         get_config("mplug_tiny", **bad)
+
+
+def test_a_resolution_off_the_patch_grid_drops_the_remainder_as_clips_convolution():
+    """hparams: paper fine-tunes VQA at 504 px, also for mplug_base (patch 16): 31x31 patches,
+    the last 8 px unused, as the official CLIP code runs it."""
+    import torch
+
+    from mplug.models.vision import VisionTransformer
+
+    cfg = get_config("mplug_base_mini", image_res=504).vision
+    assert cfg.grid == 31
+    assert VisionTransformer(cfg)(torch.randn(1, 3, 504, 504)).shape == (1, 1 + 31 * 31, cfg.width)
 
 
 def test_from_dict_roundtrip_and_unknown_nested_key():
