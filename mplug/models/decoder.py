@@ -127,7 +127,10 @@ class TextDecoder(nn.Module):
         for i, layer in enumerate(self.layers):
             layer_past = cache.slot(i) if cache is not None else (past[i] if past else None)
             kv = cross_kv[i] if cross_kv is not None else None
-            if self.bert.encoder.grad_checkpointing and self.training and torch.is_grad_enabled():
+            # not with a KVCache: its tensors are written in place as decoding advances, so a
+            # recomputation in backward would read later steps' keys (SCST backprops through beams)
+            if (self.bert.encoder.grad_checkpointing and self.training and torch.is_grad_enabled()
+                    and cache is None):
                 h, present = checkpoint(layer, h, self_mask, encoder_states, enc_mask, kv, layer_past,
                                         use_cache, use_reentrant=False)
             else:

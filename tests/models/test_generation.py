@@ -143,3 +143,23 @@ def test_beam_scores_are_differentiable_for_scst(decoder, enc):
     scores[torch.isfinite(scores)].sum().backward()
     assert states.grad is not None and bool(states.grad.abs().sum() > 0)
     assert decoder.cls.predictions.transform.dense.weight.grad is not None
+
+
+def test_beam_scores_backprop_with_gradient_checkpointing(decoder, enc):
+    """SCST with `grad_checkpointing: true` (the paper config): the cached decoding step runs
+    without checkpointing (the cache grows in place, so a recomputation would see later keys);
+    gradients equal those without checkpointing."""
+    states, mask = enc
+    grads = []
+    for ckpt in (False, True):
+        decoder.train()
+        decoder.bert.encoder.grad_checkpointing = ckpt
+        torch.manual_seed(0)  # the same dropout masks in both runs
+        decoder.zero_grad()
+        x = states.clone().requires_grad_(True)
+        _, scores = beam_search(decoder, x, mask, beam_size=3, num_return=3, min_length=2, max_length=5)
+        scores[torch.isfinite(scores)].sum().backward()
+        grads.append(x.grad)
+    decoder.bert.encoder.grad_checkpointing = False
+    decoder.eval()
+    torch.testing.assert_close(grads[1], grads[0])
