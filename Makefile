@@ -4,7 +4,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 SMOKE_CONFIG := config/smoke.yaml
 
-.PHONY: setup smoke test test-fast lint clean-smoke lock
+.PHONY: setup smoke miniature test test-fast lint clean-smoke lock
 
 # Every package comes from the lock, hash-checked (pip itself included); then the project, without
 # dependencies (they are all in the lock).
@@ -19,6 +19,13 @@ setup: $(STAMP)
 smoke: $(STAMP)
 	.venv/bin/snakemake all --profile profiles/smoke --configfile $(SMOKE_CONFIG)
 	@echo "report: reports/smoke/report.html"
+
+# The paper run in miniature: config/config.yaml with only sizes shrunk (mplug/miniature.py),
+# written afresh each time so it cannot drift, then the same DAG on CPU (~15 min on 2 cores).
+miniature: $(STAMP)
+	.venv/bin/mplug miniature --config config/config.yaml --out config/miniature.yaml
+	.venv/bin/snakemake all --profile profiles/smoke --configfile config/miniature.yaml
+	@echo "report: reports/miniature/report.html"
 
 # Two pytest workers: one runs the smoke DAG and the tests that read it, the other the rest
 # (tests/conftest.py groups them). TEST_WORKERS=0 runs everything in this process.

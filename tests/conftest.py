@@ -46,6 +46,7 @@ SMOKE_GROUP = "smoke_dag"
 # the test modules that read the smoke DAG (checked below: a test elsewhere that asks for
 # `smoke_run` stops the session, since its worker would run the DAG a second time)
 SMOKE_MODULES = ("tests/e2e/test_smoke_dag.py", "tests/reliability/test_dag_kill_resume.py")
+MINIATURE_MODULE = "tests/e2e/test_miniature_dag.py"  # the paper run in miniature: its own DAG
 
 
 def _reads_smoke(item) -> bool:
@@ -58,9 +59,11 @@ def pytest_collection_modifyitems(config, items):
     if stray:
         raise pytest.UsageError(f"{stray[0]} uses smoke_run: add its module to SMOKE_MODULES in "
                                 "tests/conftest.py (one pytest-xdist worker runs those)")
-    # the DAG first: it bounds the wall time (make test keeps this order: --no-loadscope-reorder)
+    # the DAGs first: they bound the wall time (make test keeps this order: --no-loadscope-reorder),
+    # so the smoke DAG's worker and the other one (the miniature's DAG) start with them
     smoke = [it for it in items if _reads_smoke(it)]
-    items[:] = smoke + [it for it in items if it not in smoke]
+    mini = [it for it in items if it.nodeid.startswith(MINIATURE_MODULE) and it not in smoke]
+    items[:] = smoke + mini + [it for it in items if it not in smoke and it not in mini]
 
 
 try:
