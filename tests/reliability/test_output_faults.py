@@ -119,3 +119,19 @@ def test_synth_never_deletes_files_it_did_not_write(tmp_path, capsys):
     assert all(p.read_text() == "the user's own work\n" for p in mine)
     assert formats.read_records(out / "vqa" / "val.jsonl", "vqa")  # the old world is whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]  # no staging folder left
+
+
+# ------------------------------------------------------------------- what others may read
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_writes_get_the_modes_the_umask_gives(tmp_path, umask):
+    """Results on a shared cluster folder are readable by the group, as any file the user's
+    umask allows (mkstemp alone gives 0600)."""
+    from mplug.utils.io import atomic_write_json
+
+    old = os.umask(umask)
+    try:
+        atomic_write_json(tmp_path / "metrics.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o666 & ~umask
