@@ -32,7 +32,7 @@ miniature: $(STAMP)
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --no-loadscope-reorder
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --no-loadscope-reorder --durations=25
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"

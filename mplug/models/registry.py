@@ -87,4 +87,5 @@ register("mplug_large", _large, "ViT-L/14 @336 + visn_fc, 6 text / 6 fusion (str
 register("mplug_tiny", _tiny, "unit-test model (< 1M params), 4 fusion layers stride 3")
 register("mplug_smoke", _smoke, "smoke-DAG model (a few M params), 3 fusion layers stride 2")
 register("mplug_base_mini", _base_mini, "mplug_base in miniature: width-32 ViT, patch 16 @384, 6 fusion (stride 3)")
-register("mplug_large_mini", _large_mini, "mplug_large in miniature: width-48 ViT, patch 14 @336 + visn_fc, 6 fusion (stride 6)")
+register("mplug_large_mini", _large_mini,
+         "mplug_large in miniature: width-48 ViT, patch 14 @336 + visn_fc, 6 fusion (stride 6)")
