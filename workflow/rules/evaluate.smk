@@ -2,7 +2,7 @@
 
 
 rule evaluate:
-    """One checkpoint on one split -> metrics JSON with provenance."""
+    """One checkpoint on one split -> metrics JSON with provenance (zero-shot jobs: zeroshot.smk)."""
     input:
         ckpt=lambda wc: ckpt(wc.model, config["evaluate"][wc.job]["checkpoint"]),
         data=lambda wc: dataset_inputs([config["evaluate"][wc.job]["dataset"]]),
