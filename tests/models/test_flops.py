@@ -174,3 +174,15 @@ def test_fusion_figure_flops_unchanged(tiny_cfg):
 def test_unknown_task():
     with pytest.raises(ValueError, match="unknown task"):
         train_step_flops(build_model("mplug_tiny", "vqa").cfg, "nope", 1, 4)
+
+
+def test_itc_queue_similarities():
+    """A long queue makes the ITC similarities (and the distillation targets' ones) a large part
+    of the step: their backward is 1 x forward (only the online side has a gradient)."""
+    model, batch = _finetune("retrieval", queue_size=50000)
+    measured = _measure(model, batch)
+    got = train_step_flops(model.cfg, "retrieval", 4, batch["text_ids"].size(1))
+    assert _close(got["total"], measured), (got["total"], measured)
+    sim = got["components"]["itc_sim"]
+    assert sim["total"] > 0.1 * measured
+    assert not _close(got["total"] + sim["forward"], measured)  # a 2 x backward would miss
