@@ -12,6 +12,15 @@ Peak memory: on CUDA `torch.cuda.max_memory_allocated` (reset per row); on the C
 resident set size of the process while the row's steps run (sampled every 5 ms from
 /proc/self/statm, since getrusage's ru_maxrss only ever grows over the whole process).
 On a CPU without native bf16 the bf16 rows are expected to be SLOWER; what is measured is reported.
+
+FLOPs and MFU (mplug/bench/mfu.py): `flops_per_sample` is the analytic count of one pre-training
+step (`mplug.models.flops.train_step_flops`: every pass the step runs, backward = 2 x forward,
+momentum forwards without backward; the recomputation of gradient checkpointing is not counted,
+as MFU counts model FLOPs), `achieved_flops_per_s` = flops_per_sample x samples/s, `mfu` = that
+over the peak: on a GPU the datasheet's dense figure for the row's precision (`peak_flops_per_s`,
+`peak_source`); on the CPU the measured matmul peak. `measured_peak_flops_per_s` and
+`mfu_vs_measured` (a large matmul in the row's precision with the bench's threads, timed in the
+same run) are reported on every device.
 """
 from __future__ import annotations
 
@@ -152,6 +161,9 @@ def _one_row(opts: TrainBenchOptions, setting: str, precision: str, ckpt: bool, 
            "samples_per_s": opts.batch * opts.steps / elapsed, "step_s": elapsed / opts.steps,
            "peak_mem_gb": peak / 1024 ** 3, "engine": info.describe(),
            "paper_samples_per_s": PAPER[setting]}
+    from mplug.models.flops import train_step_flops
+
+    row["flops"] = train_step_flops(model.cfg, "pretrain", opts.batch, opts.text_len, distill=opts.distill)
     if hasattr(engine, "destroy"):
         engine.destroy()
     return row
@@ -170,6 +182,7 @@ def run_train(opts: TrainBenchOptions, progress: bool = True) -> dict[str, Any]:
                                                desc="Table 6 settings", disable=not progress):
         rows.append(_one_row(opts, setting, precision, ckpt, zero, device))
         gc.collect()
+    flops = _add_mfu(rows, device)
     base = next((r for r in rows if r["setting"] == "baseline"), None)
     for r in rows:
         r["speedup"] = r["samples_per_s"] / base["samples_per_s"] if base else None
@@ -177,14 +190,54 @@ def run_train(opts: TrainBenchOptions, progress: bool = True) -> dict[str, Any]:
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()}
     memory = ("torch.cuda.max_memory_allocated per row" if device.type == "cuda" else
               "peak process RSS during the timed steps (sampled every 5 ms from /proc/self/statm)")
-    return envelope("train", rows, settings, peak_memory=memory,
+    return envelope("train", rows, settings, device=device, peak_memory=memory, flops=flops,
                     note="cumulative rows as in Table 6; paper numbers are for 16 A100s, never copied "
                          "into samples_per_s")
 
 
+def _add_mfu(rows: list[dict[str, Any]], device) -> dict[str, Any]:
+    """Per row: flops_per_sample, achieved_flops_per_s, peak_flops_per_s + peak_source, mfu,
+    measured_peak_flops_per_s, mfu_vs_measured. Returns the envelope's `flops` entry."""
+    from mplug.bench.mfu import datasheet_peak, measured_matmul_peak
+
+    measured = {p: measured_matmul_peak(device, p) for p in dict.fromkeys(r["precision"] for r in rows)}
+    counts: dict[str, Any] = {}
+    for r in rows:
+        counts = r.pop("flops")
+        r["flops_per_sample"] = counts["flops_per_sample"]
+        r["achieved_flops_per_s"] = counts["flops_per_sample"] * r["samples_per_s"]
+        m = measured[r["precision"]]
+        r["measured_peak_flops_per_s"] = m["flops_per_s"]
+        r["mfu_vs_measured"] = r["achieved_flops_per_s"] / m["flops_per_s"]
+        peak, source = datasheet_peak(device, r["precision"])
+        if peak is None and device.type == "cpu":
+            peak = m["flops_per_s"]
+            source = f"measured {m['precision']} matmul {m['n']}^3, {m['threads']} thread(s)"
+        r["peak_flops_per_s"], r["peak_source"] = peak, source
+        r["mfu"] = r["achieved_flops_per_s"] / peak if peak else None
+    return {"method": "analytic (mplug.models.flops.train_step_flops), model FLOPs: no recompute",
+            "components_per_sample": {k: c["total"] / counts["batch"]
+                                      for k, c in counts.get("components", {}).items()},
+            "measured_matmul_peak": measured}
+
+
 COLUMNS = [("setting", "setting", ""), ("samples_per_s", "samples/s", ".2f"),
            ("speedup", "speedup", ".2f"), ("paper_speedup", "paper speedup", ".2f"),
-           ("peak_mem_gb", "peak mem (GB)", ".3f"), ("step_s", "s/step", ".3f")]
+           ("peak_mem_gb", "peak mem (GB)", ".3f"), ("step_s", "s/step", ".3f"),
+           ("gflops_per_sample", "GFLOP/sample", ".3f"), ("achieved_tflops", "TFLOP/s", ".4f"),
+           ("peak_tflops", "peak TFLOP/s", ".2f"), ("mfu_pct", "MFU %", ".2f"),
+           ("measured_peak_tflops", "matmul peak TFLOP/s", ".3f"), ("mfu_measured_pct", "MFU % (measured)", ".2f")]
+
+
+def _table_row(r: dict[str, Any]) -> dict[str, Any]:
+    def scaled(key, factor):
+        return None if r.get(key) is None else r[key] * factor
+
+    return {**r, "gflops_per_sample": scaled("flops_per_sample", 1e-9),
+            "achieved_tflops": scaled("achieved_flops_per_s", 1e-12),
+            "peak_tflops": scaled("peak_flops_per_s", 1e-12), "mfu_pct": scaled("mfu", 100.0),
+            "measured_peak_tflops": scaled("measured_peak_flops_per_s", 1e-12),
+            "mfu_measured_pct": scaled("mfu_vs_measured", 100.0)}
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -192,4 +245,6 @@ def summary(result: dict[str, Any]) -> str:
     return "\n".join([
         f"training throughput, {s['model']} pre-training, batch {s['batch']} per device, "
         f"{s['steps']} timed steps on {result['hardware_name']}; memory: {result['peak_memory']}",
-        format_table(result["rows"], COLUMNS)])
+        format_table([_table_row(r) for r in result["rows"]], COLUMNS),
+        "MFU: analytic model FLOPs per sample x samples/s over the peak: "
+        + "; ".join(sorted({f"{r['precision']}: {r.get('peak_source')}" for r in result["rows"]}))])

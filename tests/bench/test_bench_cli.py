@@ -87,7 +87,7 @@ def test_bench_generate_without_breakdown(tmp_path):
     assert "encode_s" not in row and "profile" not in data
 
 
-def test_bench_train_json_and_table6(tmp_path):
+def test_bench_train_json_and_table6(tmp_path, capsys):
     data = _run(tmp_path, ["train", "--model", "mplug_tiny", "--batch", "2", "--text-len", "8",
                            "--steps", "1", "--warmup", "0", "--queue-size", "8"])
     assert [r["setting"] for r in data["rows"]] == ["baseline", "+bf16", "+grad_ckpt", "+zero"]
@@ -95,11 +95,22 @@ def test_bench_train_json_and_table6(tmp_path):
     assert [r["precision"] for r in data["rows"]] == ["fp32", "bf16", "bf16", "bf16"]
     for r in data["rows"]:
         assert _pos(r["samples_per_s"]) and _pos(r["peak_mem_gb"])
+        # FLOPs and MFU: analytic FLOPs per sample x samples/s over the CPU's measured matmul peak
+        for key in ("flops_per_sample", "achieved_flops_per_s", "peak_flops_per_s", "measured_peak_flops_per_s"):
+            assert _pos(r[key]), key
+        assert math.isclose(r["achieved_flops_per_s"], r["flops_per_sample"] * r["samples_per_s"])
+        assert 0 < r["mfu"] <= 1 and 0 < r["mfu_vs_measured"] <= 1
+        assert r["peak_flops_per_s"] == r["measured_peak_flops_per_s"] and "measured" in r["peak_source"]
+    assert len({r["flops_per_sample"] for r in data["rows"]}) == 1  # same model, same step
+    assert set(data["flops"]["measured_matmul_peak"]) == {"fp32", "bf16"}
+    assert math.isclose(sum(data["flops"]["components_per_sample"].values()), data["rows"][0]["flops_per_sample"])
     assert "RSS" in data["peak_memory"]
     from mplug.report import mapping
     norm = lambda s: "".join(c for c in s.lower() if c.isalnum())  # noqa: E731
     accepted = {norm(a) for aliases in mapping.TABLE6_SETTINGS.values() for a in aliases}
     assert all(norm(r["setting"]) in accepted for r in data["rows"])
+    out = capsys.readouterr().out
+    assert "GFLOP/sample" in out and "MFU %" in out and "measured fp32 matmul" in out
 
 
 def test_bad_option_is_a_user_error(tmp_path, capsys):
