@@ -225,7 +225,7 @@ COLUMNS = [("setting", "setting", ""), ("samples_per_s", "samples/s", ".2f"),
            ("speedup", "speedup", ".2f"), ("paper_speedup", "paper speedup", ".2f"),
            ("peak_mem_gb", "peak mem (GB)", ".3f"), ("step_s", "s/step", ".3f"),
            ("gflops_per_sample", "GFLOP/sample", ".3f"), ("achieved_tflops", "TFLOP/s", ".4f"),
-           ("peak_tflops", "peak TFLOP/s", ".2f"), ("mfu_pct", "MFU %", ".2f"),
+           ("peak_tflops", "peak TFLOP/s", ".3f"), ("mfu_pct", "MFU %", ".2f"),
            ("measured_peak_tflops", "matmul peak TFLOP/s", ".3f"), ("mfu_measured_pct", "MFU % (measured)", ".2f")]
 
 
