@@ -49,7 +49,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--attn-impl", choices=("sdpa", "eager"), help="default sdpa")
     p.set_defaults(func=_fusion)
 
-    p = sub.add_parser("train", help="Table 6: samples/s and peak memory, cumulative settings")
+    p = sub.add_parser("train", help="Table 6: samples/s, peak memory, FLOPs per sample and MFU, cumulative settings")
     _common(p)
     p.add_argument("--model", help="model config (default mplug_base; quick mplug_smoke)")
     p.add_argument("--batch", type=int, help="micro batch per device (default 64; quick 4)")
