@@ -172,6 +172,9 @@ def train_step_flops(cfg: MPLUGConfig, task: str, batch: int, n_text: int, image
     at these sizes), and the recomputation of gradient checkpointing (these are model FLOPs, as
     MFU counts them). Padding is counted: the tensors are padded to n_text / target_len.
 
+    `n_frames` > 1: video examples (B, F, 3, H, W), each frame through the ViT and F x (1 + P)
+    visual tokens in the fusion and decoder memory (tasks.py encode_image).
+
     Returns {"task", "batch", "components": {name: {"forward", "backward", "total"}}, "forward",
     "backward", "total", "flops_per_sample"}; counts are for the whole batch.
     """

@@ -186,3 +186,12 @@ def test_itc_queue_similarities():
     sim = got["components"]["itc_sim"]
     assert sim["total"] > 0.1 * measured
     assert not _close(got["total"] + sim["forward"], measured)  # a 2 x backward would miss
+
+
+def test_video_retrieval_frames():
+    """Video (B, F, 3, H, W): every frame through the ViT, F x (1 + P) visual tokens in fusion."""
+    model, batch = _finetune("retrieval")
+    batch["image"] = torch.randn(4, 3, 3, 32, 32)
+    measured = _measure(model, batch)
+    got = train_step_flops(model.cfg, "retrieval", 4, batch["text_ids"].size(1), n_frames=3)
+    assert _close(got["total"], measured), (got["total"], measured)
