@@ -114,6 +114,12 @@ class SmokeRun:
 
 
 @pytest.fixture(scope="session")
+def dag_command():
+    """(smoke_command, smoke_env): how the smoke DAG is run, for other DAGs run the same way."""
+    return smoke_command, smoke_env
+
+
+@pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> SmokeRun:
     reuse = os.environ.get("MPLUG_SMOKE_RUN")
     workdir = Path(reuse) if reuse else tmp_path_factory.mktemp("smoke_run")

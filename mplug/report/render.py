@@ -131,6 +131,7 @@ def render_report(opts: ReportOptions) -> Path:
     run = opts.run_name or config["run"]
     # A smoke run is marked by --smoke, by the synthetic world as its data, or by the run name.
     smoke = opts.smoke or config["data"]["source"] == "synth" or str(run) == "smoke"
+    banner = (config.get("report") or {}).get("banner")  # the run config's own words, under the banner
     # data/<run> beside results/<run> (both under the project root) unless --data says otherwise
     data_dir = opts.data or opts.results.parent.parent / mcfg.data_root(config)
     ctx = RunContext(results=opts.results, data=data_dir, config=config, tolerance=opts.tolerance,
@@ -146,12 +147,13 @@ def render_report(opts: ReportOptions) -> Path:
     for v in views:
         atomic_write_text(out / "tables" / f"table{v.number:02d}.csv", v.long.to_csv(index=False))
         atomic_write_text(out / "tables" / f"table{v.number:02d}.html",
-                          env.get_template("table_page.html.j2").render(t=v, css=css, run=run, smoke=smoke))
+                          env.get_template("table_page.html.j2").render(t=v, css=css, run=run, smoke=smoke,
+                                                                               banner=banner))
     for f in figs:
         if f.get("png"):
             atomic_write_bytes(out / "figures" / f"fig{f['number']}.png", f["png"])
     html = env.get_template("report.html.j2").render(
-        run=run, smoke=smoke, css=css, tables=views, figures=figs, fig_reason=fig_reason,
+        run=run, smoke=smoke, banner=banner, css=css, tables=views, figures=figs, fig_reason=fig_reason,
         provenance=provenance_rows(ctx), differences=run_choices(config), stats=all_stats(ctx),
         benches=other_benchmarks(ctx), plan_rows=_plan_rows(ctx), tolerance=opts.tolerance,
         results=ctx.rel(opts.results),

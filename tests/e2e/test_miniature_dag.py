@@ -7,24 +7,28 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import REPO, SMOKE_TIMEOUT_S, SNAKEMAKE, smoke_command, smoke_env
-
-MPLUG = SNAKEMAKE.with_name("mplug")
+# the smoke DAG's command and environment come from the `dag_command` fixture (tests/conftest.py):
+# `from conftest import` would take whichever of the folders' conftest.py was loaded first
+MPLUG = Path(sys.executable).with_name("mplug")
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT_S = 40 * 60
 
 
 @pytest.fixture(scope="module")
-def miniature(tmp_path_factory) -> Path:
+def miniature(tmp_path_factory, dag_command) -> Path:
     workdir = tmp_path_factory.mktemp("miniature_run")
     config = workdir / "miniature.yaml"
     subprocess.run([str(MPLUG), "miniature", "--config", str(REPO / "config" / "config.yaml"),
                     "--out", str(config)], check=True, capture_output=True, text=True)
-    res = subprocess.run(smoke_command(workdir, config=config), cwd=REPO, env=smoke_env(),
-                         capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
+    command, env = dag_command
+    res = subprocess.run(command(workdir, config=config), cwd=REPO, env=env(), capture_output=True,
+                         text=True, timeout=TIMEOUT_S)
     assert res.returncode == 0, (res.stdout + res.stderr)[-6000:]
     return workdir
 
