@@ -11,6 +11,8 @@ two_stream = SA(L) + SA(N) + CA(L<-N) + CA(N<-L) + FFN(L) + FFN(N).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from mplug.models.config import MPLUGConfig
 from mplug.models.fusion import ASYMMETRIC, CONNECTED, TWO_STREAM, fusion_schedule
 
@@ -180,71 +182,103 @@ def train_step_flops(cfg: MPLUGConfig, task: str, batch: int, n_text: int, image
     """
     if task not in TRAIN_TASKS:
         raise ValueError(f"unknown task {task!r}; use one of {', '.join(TRAIN_TASKS)}")
-    d, e = cfg.text.hidden, cfg.embed_dim
-    b = batch
     n_img = 2 if task == "nlvr2" else 1
-    n = n_visual_tokens(cfg, image_res) * n_frames  # visual tokens per image slot
     conv, vit = vit_flops(cfg, image_res)
-    comps: dict[str, dict[str, int]] = {}
+    st = _Step(cfg, batch, n_text, n_visual_tokens(cfg, image_res) * n_frames, n_frames, n_img,
+               batch * n_img * n_frames, conv, vit)
+    st.add("vit_patch_embed", st.images * conv, 1.0)  # the image needs no gradient: weight grad only
+    st.add("vit", st.images * vit)
+    if task in ("pretrain", "retrieval"):
+        _contrastive(st, distill, cfg.queue_size if queue_size is None else queue_size,
+                     cfg.alpha if alpha is None else alpha)
+    if task == "pretrain":
+        _pretrain_heads(st, prefix_len, target_len)
+    elif task in ("vqa", "grounding", "snli_ve", "nlvr2") or (task == "caption" and caption_input == "fused"):
+        st.add("text_encoder", batch * text_encoder_flops(cfg, n_text))
+        st.add("fusion", batch * fusion_call_flops(cfg, st.n, n_text, n_img))
+    _task_head(st, task, target_len, n_answers, caption_input)
+    return st.result(task)
 
-    def add(name: str, fwd: int, bwd_factor: float = 2.0) -> None:
-        c = comps.setdefault(name, {"forward": 0, "backward": 0})
+
+@dataclass
+class _Step:
+    """One training step's shapes and its FLOP components (forward, backward) as they add up."""
+
+    cfg: MPLUGConfig
+    b: int          # examples
+    n_text: int     # text tokens
+    n: int          # visual tokens per image slot (x frames)
+    n_frames: int
+    n_img: int      # images per example (NLVR2: 2)
+    images: int     # ViT inputs in the batch
+    conv: int       # patch-embedding FLOPs per image
+    vit: int        # ViT layer FLOPs per image
+    comps: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, name: str, fwd: int, bwd_factor: float = 2.0) -> None:
+        c = self.comps.setdefault(name, {"forward": 0, "backward": 0})
         c["forward"] += int(fwd)
         c["backward"] += int(bwd_factor * fwd)
 
-    images = b * n_img * n_frames
-    add("vit_patch_embed", images * conv, 1.0)  # the image needs no gradient: weight grad only
-    add("vit", images * vit)
+    def result(self, task: str) -> dict:
+        for c in self.comps.values():
+            c["total"] = c["forward"] + c["backward"]
+        fwd = sum(c["forward"] for c in self.comps.values())
+        bwd = sum(c["backward"] for c in self.comps.values())
+        return {"task": task, "batch": self.b, "components": self.comps, "forward": fwd,
+                "backward": bwd, "total": fwd + bwd, "flops_per_sample": (fwd + bwd) / self.b}
 
-    if task in ("pretrain", "retrieval"):
-        q = cfg.queue_size if queue_size is None else queue_size
-        alpha_ = cfg.alpha if alpha is None else alpha
-        add("text_encoder", b * text_encoder_flops(cfg, n_text))
-        add("itc_proj", b * (n_frames * linear_flops(1, d, e) + linear_flops(1, d, e)))
-        add("itc_sim", 2 * linear_flops(b, e, b + q), 1.0)  # the queue/momentum side has no grad
-        add("itm_fusion_pos", b * fusion_call_flops(cfg, n, n_text))
-        add("itm_fusion_neg", 2 * b * fusion_call_flops(cfg, n, n_text))
-        add("itm_head", linear_flops(3 * b, d, 2))
-        if distill:
-            mom = (images * (conv + vit) + b * text_encoder_flops(cfg, n_text)
-                   + b * (n_frames * linear_flops(1, d, e) + linear_flops(1, d, e)))
-            if alpha_ > 0:
-                mom += 2 * linear_flops(b, e, b + q)  # the distillation targets' similarities
-            add("momentum_forward", mom, 0.0)
-    if task == "pretrain":
-        add("mlm_text_encoder", b * text_encoder_flops(cfg, n_text))
-        add("mlm_fusion", b * fusion_call_flops(cfg, n, n_text))
-        add("mlm_head", b * lm_head_flops(cfg, n_text))
-        p_len, t_len = pretrain_split(n_text)
-        p_len = p_len if prefix_len is None else prefix_len
-        t_len = t_len if target_len is None else target_len
-        add("prefix_text_encoder", b * text_encoder_flops(cfg, p_len))
-        add("prefix_fusion", b * fusion_call_flops(cfg, n, p_len))
-        add("decoder", b * decoder_flops(cfg, t_len, n + p_len))
-        add("lm_head", b * lm_head_flops(cfg, t_len))
-    elif task in ("vqa", "grounding", "snli_ve", "nlvr2") or (task == "caption" and caption_input == "fused"):
-        add("text_encoder", b * text_encoder_flops(cfg, n_text))
-        add("fusion", b * fusion_call_flops(cfg, n, n_text, n_img))
+
+def _contrastive(st: _Step, distill: bool, q: int, alpha: float) -> None:
+    """ITC (projections, similarities against B + queue) and ITM (B positives, 2B negatives)."""
+    cfg, b, n, n_text = st.cfg, st.b, st.n, st.n_text
+    d, e = cfg.text.hidden, cfg.embed_dim
+    proj = b * (st.n_frames * linear_flops(1, d, e) + linear_flops(1, d, e))
+    st.add("text_encoder", b * text_encoder_flops(cfg, n_text))
+    st.add("itc_proj", proj)
+    st.add("itc_sim", 2 * linear_flops(b, e, b + q), 1.0)  # the queue/momentum side has no grad
+    st.add("itm_fusion_pos", b * fusion_call_flops(cfg, n, n_text))
+    st.add("itm_fusion_neg", 2 * b * fusion_call_flops(cfg, n, n_text))
+    st.add("itm_head", linear_flops(3 * b, d, 2))
+    if distill:
+        mom = st.images * (st.conv + st.vit) + b * text_encoder_flops(cfg, n_text) + proj
+        if alpha > 0:
+            mom += 2 * linear_flops(b, e, b + q)  # the distillation targets' similarities
+        st.add("momentum_forward", mom, 0.0)
+
+
+def _pretrain_heads(st: _Step, prefix_len: int | None, target_len: int | None) -> None:
+    """MLM (masked text through encoder + fusion + head) and PrefixLM (prefix, decoder, LM head)."""
+    cfg, b, n, n_text = st.cfg, st.b, st.n, st.n_text
+    st.add("mlm_text_encoder", b * text_encoder_flops(cfg, n_text))
+    st.add("mlm_fusion", b * fusion_call_flops(cfg, n, n_text))
+    st.add("mlm_head", b * lm_head_flops(cfg, n_text))
+    p_len, t_len = pretrain_split(n_text)
+    p_len = p_len if prefix_len is None else prefix_len
+    t_len = t_len if target_len is None else target_len
+    st.add("prefix_text_encoder", b * text_encoder_flops(cfg, p_len))
+    st.add("prefix_fusion", b * fusion_call_flops(cfg, n, p_len))
+    st.add("decoder", b * decoder_flops(cfg, t_len, n + p_len))
+    st.add("lm_head", b * lm_head_flops(cfg, t_len))
+
+
+def _task_head(st: _Step, task: str, target_len: int | None, n_answers: int | None, caption_input: str) -> None:
+    """The fine-tuning task's decoder or classifier."""
+    cfg, b, n, n_text = st.cfg, st.b, st.n, st.n_text
     if task == "vqa":
         rows = b if n_answers is None else n_answers
         t_len = 5 if target_len is None else target_len
-        add("decoder", rows * decoder_flops(cfg, t_len, n + n_text))
-        add("lm_head", rows * lm_head_flops(cfg, t_len))
+        st.add("decoder", rows * decoder_flops(cfg, t_len, n + n_text))
+        st.add("lm_head", rows * lm_head_flops(cfg, t_len))
     elif task == "caption":
         t_len = n_text if target_len is None else target_len
         memory = n if caption_input == "visual" else n + n_text
-        add("decoder", b * decoder_flops(cfg, t_len, memory))
-        add("lm_head", b * lm_head_flops(cfg, t_len))
+        st.add("decoder", b * decoder_flops(cfg, t_len, memory))
+        st.add("lm_head", b * lm_head_flops(cfg, t_len))
     elif task == "grounding":
-        add("decoder", b * decoder_flops(cfg, 5, n + n_text))
-        add("lm_head", b * lm_head_flops(cfg, 5))
+        st.add("decoder", b * decoder_flops(cfg, 5, n + n_text))
+        st.add("lm_head", b * lm_head_flops(cfg, 5))
     elif task in ("nlvr2", "snli_ve"):
+        d = cfg.text.hidden
         classes = 2 if task == "nlvr2" else 3
-        add("cls_head", b * (linear_flops(1, d, d) + linear_flops(1, d, classes)))
-
-    for c in comps.values():
-        c["total"] = c["forward"] + c["backward"]
-    fwd = sum(c["forward"] for c in comps.values())
-    bwd = sum(c["backward"] for c in comps.values())
-    return {"task": task, "batch": b, "components": comps, "forward": fwd, "backward": bwd,
-            "total": fwd + bwd, "flops_per_sample": (fwd + bwd) / b}
+        st.add("cls_head", b * (linear_flops(1, d, d) + linear_flops(1, d, classes)))
