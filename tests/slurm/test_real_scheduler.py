@@ -3,6 +3,7 @@ config's jobs go through `--profile slurm`, i.e. snakemake-executor-plugin-slurm
 slurmctld/slurmd and accounting, as on a user's cluster. Skipped when no controller answers."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mplug import config as mcfg
 
@@ -32,8 +34,8 @@ pytestmark = [pytest.mark.slurm,
               pytest.mark.skipif(not _cluster_up(), reason="no SLURM controller (run .ci/slurm-up.sh as root)")]
 
 
-def _snakemake(work: Path, *targets: str, **kw) -> subprocess.Popen:
-    cmd = [*SNAKEMAKE, *targets, "--profile", str(REPO / "slurm"), "--configfile", str(SMOKE),
+def _snakemake(work: Path, *targets: str, config: Path = SMOKE, **kw) -> subprocess.Popen:
+    cmd = [*SNAKEMAKE, *targets, "--profile", str(REPO / "slurm"), "--configfile", str(config),
            "-d", str(work)]
     # without the launcher variables an in-process training test of this worker exported
     # (MASTER_PORT names a port that worker's process group still holds): sbatch passes the
@@ -122,3 +124,69 @@ def test_scancel_of_a_training_job_ends_the_run_without_a_resubmission(work):
     assert _job_ids(work, "pretrain", f"{MODEL}_{STAGES[1]}") == [job]
     assert _sacct(job, "State")["State"].startswith("CANCELLED")
     assert time.time() - cancelled < 240
+
+
+def test_a_two_task_training_job_trains_on_both_ranks(tmp_path):
+    """`tasks_per_node: 2` (CPU ranks; a GPU job gets one per GPU): the job asks SLURM for two
+    tasks, the rule's srun starts both with the job's geometry, and the trainer runs with
+    world_size 2 - each rank writes its own ZeRO shard and RNG state."""
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg["launcher"] = "srun"
+    cfg["resources"].setdefault("rules", {})["pretrain"] = {"tasks_per_node": 2, "cpus_per_task": 1}
+    cfg["pretrain"][STAGES[0]]["train"].update(max_steps=8, save_every=4)
+    config = tmp_path / "two_ranks.yaml"
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    work = tmp_path / "work"
+    proc = _snakemake(work, mcfg.checkpoint_path(CFG, MODEL, STAGES[0]), config=config)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-4000:]
+    (job,) = _job_ids(work, "pretrain")
+    rec = _sacct(job, "State,NTasks,AllocCPUS")
+    assert rec["State"] == "COMPLETED" and rec["AllocCPUS"] == "2", rec
+    run = work / mcfg.checkpoint_dir(CFG, MODEL, STAGES[0])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["engine"]["world_size"] == 2, summary["engine"]
+    ckpt = run / "checkpoints" / "step_00000004"  # save_every 4 (the last step exports the model)
+    assert {"rng_rank0.json", "rng_rank1.json", "zero_pp_rank_1_mp_rank_00_optim_states.pt"} <= \
+        {p.name for p in ckpt.iterdir()}
+
+
+def _pretrain_running() -> list[int]:
+    lines = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True,
+                           text=True).stdout.splitlines()
+    return [int(line.split()[0]) for line in lines if "rule_pretrain" in line]
+
+
+def _accounting_fails() -> bool:
+    try:
+        return subprocess.run(["sacct", "-n", "-X"], capture_output=True, timeout=30).returncode != 0
+    except subprocess.TimeoutExpired:
+        return True
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="stopping the accounting daemon needs root (CI runs as root)")
+def test_a_minute_without_accounting_loses_no_job(tmp_path):
+    """slurmdbd (sacct's source) down for a minute while a training job runs, and finishes: the
+    profile polls squeue, so Snakemake keeps the job, sees it end and completes the target."""
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg["pretrain"][STAGES[0]]["train"]["max_steps"] = 20  # done well inside the outage
+    config = tmp_path / "short.yaml"
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    work = tmp_path / "work"
+    target = mcfg.checkpoint_path(CFG, MODEL, STAGES[0])
+    proc = _snakemake(work, target, config=config)
+    deadline = time.time() + 300
+    while not _pretrain_running():
+        assert proc.poll() is None, proc.stdout.read()[-4000:]
+        assert time.time() < deadline, "the pretraining job never started"
+        time.sleep(1)
+    subprocess.run(["pkill", "-x", "slurmdbd"], check=True)
+    try:
+        time.sleep(5)
+        assert _accounting_fails(), "sacct still answers with slurmdbd stopped"
+        time.sleep(55)
+    finally:
+        subprocess.run(["slurmdbd"], check=True)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+    assert (work / target).stat().st_size > 0
