@@ -88,9 +88,10 @@ def write_source(cfg: dict, source: str, dest: str | os.PathLike, vocab: str | o
 def _save_torch(obj: Any, path: Path) -> Path:
     import torch
 
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    from mplug.utils.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
     return path
 
 

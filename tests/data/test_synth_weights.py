@@ -26,9 +26,8 @@ def mini(tmp_path_factory):
     root = tmp_path_factory.mktemp("weights")
     cfg = miniaturise(load_config(REPO / "config" / "config.yaml"))
     cfg["data"]["resources_dir"] = str(root / "resources")
-    for key in ("clip",):
-        cfg["pretrained"]["init"][key] = {a: p.replace("resources", str(root / "resources"), 1)
-                                          for a, p in cfg["pretrained"]["init"][key].items()}
+    cfg["pretrained"]["init"]["clip"] = {a: p.replace("resources", str(root / "resources"), 1)
+                                         for a, p in cfg["pretrained"]["init"]["clip"].items()}
     cfg["pretrained"]["init"]["bert"] = str(root / "resources" / "bert_base_uncased")
     for stages in cfg["pretrained"]["official"].values():
         for stage, path in stages.items():
