@@ -19,6 +19,15 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers") from None
 
 
+def _batch(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: an integer or 'auto'") from None
+
+
 def _strs(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
@@ -52,7 +61,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("train", help="Table 6: samples/s, peak memory, FLOPs per sample and MFU, cumulative settings")
     _common(p)
     p.add_argument("--model", help="model config (default mplug_base; quick mplug_smoke)")
-    p.add_argument("--batch", type=int, help="micro batch per device (default 64; quick 4)")
+    p.add_argument("--batch", type=_batch, help="micro batch per device, or 'auto': per setting "
+                   "the largest that fits (default 64; quick 4)")
+    p.add_argument("--headroom", type=float, help="--batch auto: fraction of device memory left "
+                   "free (default 0.1)")
+    p.add_argument("--max-batch", type=int, help="--batch auto: cap (default 4096 GPU, 16 CPU)")
     p.add_argument("--image-res", type=int, help="image resolution (default 256; quick: model's)")
     p.add_argument("--text-len", type=int, help="text tokens (default 30; quick 16)")
     p.add_argument("--steps", type=int, help="timed optimizer steps (default 10; quick 2)")
@@ -139,8 +152,9 @@ def _fusion(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from mplug.bench.train import TrainBenchOptions, run_train, summary
 
-    opts = _options(TrainBenchOptions, args, ["model", "batch", "image_res", "text_len", "steps",
-                                              "warmup", "settings", "queue_size", "distill"])
+    opts = _options(TrainBenchOptions, args, ["model", "batch", "headroom", "max_batch", "image_res",
+                                              "text_len", "steps", "warmup", "settings", "queue_size",
+                                              "distill"])
     return _finish(args, run_train(opts), summary)
 
 
