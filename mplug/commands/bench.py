@@ -97,11 +97,21 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="print torch.profiler's top ops of one cached generate call per task")
     p.set_defaults(func=_generate)
 
-    p = sub.add_parser("retrieval", help="ITM rerank: plain vs cached image K/V")
+    p = sub.add_parser("retrieval", help="ITM rerank: plain vs cached image K/V; --full: the whole "
+                       "COCO-5K-shaped evaluation end to end")
     _common(p)
+    p.add_argument("--full", action="store_true", help="time the whole evaluation (5,000 images, "
+                   "25,000 texts, ITC all pairs, ITM rerank both ways) with a breakdown")
     p.add_argument("--models", type=_strs, help="default mplug_large,mplug_base")
-    p.add_argument("--k", type=int, help="candidates per image (default 256; quick 64)")
-    p.add_argument("--images", type=int, help="images reranked (default 1)")
+    p.add_argument("--model", help="--full: model config (default mplug_large; quick mplug_tiny)")
+    p.add_argument("--k", type=int, help="candidates per image (default 256; quick 64; full quick 8)")
+    p.add_argument("--images", type=int, help="images reranked (default 1; --full 5000, quick 24)")
+    p.add_argument("--texts-per-image", type=int, help="--full: captions per image (default 5)")
+    p.add_argument("--image-res", type=int, help="--full: default the model's (mplug_large 336)")
+    p.add_argument("--text-len", type=int, help="--full: text tokens (default 30; quick 12)")
+    p.add_argument("--batch", type=int, help="--full: images/texts per encoder call (default 64)")
+    p.add_argument("--no-compare", dest="compare", action="store_false", default=None,
+                   help="--full with --dtype bf16/fp16: skip the fp32 run it is compared with")
     p.add_argument("--n-visual", type=int, help="visual tokens (default 577; quick 197)")
     p.add_argument("--n-text", type=int, help="text tokens (default 30)")
     p.add_argument("--chunk", type=int, help="pairs per fusion call (default 128; quick 64)")
@@ -169,6 +179,13 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _retrieval(args: argparse.Namespace) -> int:
+    if args.full:
+        from mplug.bench.retrieval_full import FullRetrievalOptions, run_full_retrieval
+        from mplug.bench.retrieval_full import summary as full_summary
+
+        opts = _options(FullRetrievalOptions, args, ["model", "images", "texts_per_image", "image_res",
+                                                     "text_len", "k", "batch", "chunk", "dtype", "compare"])
+        return _finish(args, run_full_retrieval(opts), full_summary)
     from mplug.bench.retrieval import RetrievalBenchOptions, run_retrieval, summary
 
     opts = _options(RetrievalBenchOptions, args, ["models", "k", "images", "n_visual", "n_text",
