@@ -97,6 +97,19 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="print torch.profiler's top ops of one cached generate call per task")
     p.set_defaults(func=_generate)
 
+    _register_retrieval(sub)
+
+    p = sub.add_parser("video", help="video decoding: frames decoded per second (PyAV, seeking)")
+    _common(p)
+    p.add_argument("--width", type=int, help="frame width (default 320; quick 160)")
+    p.add_argument("--height", type=int, help="frame height (default 240; quick 120)")
+    p.add_argument("--frames", type=int, help="video length in frames (default 300; quick 90)")
+    p.add_argument("--num-frames", type=int, help="frames sampled per video (default 8)")
+    p.add_argument("--videos", type=int, help="decodes per timed repeat (default 4; quick 2)")
+    p.set_defaults(func=_video)
+
+
+def _register_retrieval(sub) -> None:
     p = sub.add_parser("retrieval", help="ITM rerank: plain vs cached image K/V; --full: the whole "
                        "COCO-5K-shaped evaluation end to end")
     _common(p)
@@ -118,15 +131,6 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, help="fusion width (default: model's 768; quick 256)")
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default fp32")
     p.set_defaults(func=_retrieval)
-
-    p = sub.add_parser("video", help="video decoding: frames decoded per second (PyAV, seeking)")
-    _common(p)
-    p.add_argument("--width", type=int, help="frame width (default 320; quick 160)")
-    p.add_argument("--height", type=int, help="frame height (default 240; quick 120)")
-    p.add_argument("--frames", type=int, help="video length in frames (default 300; quick 90)")
-    p.add_argument("--num-frames", type=int, help="frames sampled per video (default 8)")
-    p.add_argument("--videos", type=int, help="decodes per timed repeat (default 4; quick 2)")
-    p.set_defaults(func=_video)
 
 
 def _options(cls, args: argparse.Namespace, names: list[str]):
