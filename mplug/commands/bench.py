@@ -93,6 +93,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--question-len", type=int, help="VQA question tokens (default 12)")
     p.add_argument("--no-breakdown", dest="breakdown", action="store_false", default=None,
                    help="time end to end only (skip the encoding-alone and decode-only timings)")
+    p.add_argument("--caches", type=_strs, help="also time decode-only with these cached modes: "
+                   "static (fixed-shape KV cache), graph (+ CUDA graphs via torch.compile)")
     p.add_argument("--profile", action="store_true", default=None,
                    help="print torch.profiler's top ops of one cached generate call per task")
     p.set_defaults(func=_generate)
@@ -178,7 +180,7 @@ def _generate(args: argparse.Namespace) -> int:
     opts = _options(GenerateBenchOptions, args, [
         "model", "tasks", "batch", "image_res", "width", "vision_width", "vision_layers",
         "decoder_layers", "beam_size", "caption_min", "caption_max", "vqa_max", "question_len",
-        "breakdown", "profile"])
+        "breakdown", "profile", "caches"])
     return _finish(args, run_generate(opts), summary)
 
 
