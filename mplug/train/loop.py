@@ -207,6 +207,9 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
         with contextlib.nullcontext(preemption) if preemption else _Preemption() as pre:
             preempted_by = run.train(pre, telemetry)
     finally:
+        if run.losses is not None and len(run.losses):  # a failed run: log the steps it finished
+            with contextlib.suppress(Exception):  # never hide the error that stopped the run
+                run.flush(telemetry)
         telemetry.close()
     if preempted_by is not None:
         name = signal.Signals(preempted_by).name
