@@ -33,12 +33,12 @@ GRAPH_COMPILE = {"mode": "reduce-overhead", "dynamic": False}
 
 
 def _cache_mode(use_cache) -> str | None:
-    """use_cache -> None (plain), 'dynamic', 'static' or 'graph'."""
+    """use_cache -> None (plain), 'dynamic', 'static' or 'graph' (any non-string: its truth)."""
+    if not isinstance(use_cache, str):
+        return "dynamic" if use_cache else None
     if use_cache not in CACHE_MODES:
         raise ValueError(f"use_cache={use_cache!r}: use one of {CACHE_MODES}")
-    if use_cache is False:
-        return None
-    mode = "dynamic" if use_cache is True else use_cache
+    mode = use_cache
     if mode != "dynamic" and torch.is_grad_enabled():
         raise ValueError(f"use_cache={mode!r} writes in place: decode under torch.no_grad() "
                          "(SCST's grad-mode beams use use_cache=True)")
@@ -119,7 +119,9 @@ class _Rows:
         if self.cache.length == 0:  # the prompt: once, not compiled (its own shape)
             inputs, step = seq, self._cached_step
         else:
-            inputs, step = seq[:, -1:].contiguous(), self._step  # same strides every step
+            inputs, step = seq[:, -1:], self._step
+            if self.cache.static:
+                inputs = inputs.contiguous()  # the same strides at every step: no recompile
         logits = step(inputs, self.rows_mask, self.rows_kv)
         if self.cache.static:  # advanced here, outside a captured step (no host integer inside)
             self.cache.advance(inputs.size(1))
