@@ -192,8 +192,8 @@ def plan_vs_actual(cfg: dict, root: Path) -> list[dict]:
     try:
         result = make_plan(cfg, str(bench) if bench.exists() else None, root)
     except DataError as err:
-        return [{"job": "-", "model": "-", "planned_s": None, "snakemake_s": None, "trainer_s": None,
-                 "ratio": None, "source": str(err)}]
+        return [{"job": "-", "model": "-", "planned_s": None, "startup_s": None, "compute_s": None,
+                 "snakemake_s": None, "trainer_s": None, "ratio": None, "source": str(err)}]
     out = []
     for row in (r for r in result["rows"] if r["rule"] in TRAIN_RULES):
         actual = benchmark_seconds(root / mcfg.rule_benchmark(cfg, row["rule"], row["model"], row["job"]))

@@ -192,8 +192,11 @@ def startup_seconds(opts: TrainBenchOptions, precision: str, zero: int) -> float
     """Wall time of a fresh `python` that builds the model and engine (see the module docstring)."""
     code = ("from mplug.bench.train import engine_ready; "
             f"engine_ready({opts.model!r}, {opts.image_res!r}, {precision!r}, {zero!r})")
+    # a process of its own, as a job is: not the rendezvous (port) this process's group holds
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     start = time.perf_counter()
-    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if child.returncode != 0:
         raise RuntimeError(f"start-up probe failed (exit {child.returncode}): {child.stderr[-2000:]}")
     return time.perf_counter() - start
