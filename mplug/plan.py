@@ -150,7 +150,9 @@ def make_plan(cfg: dict, bench: str | None = None, root: Path = Path(".")) -> di
 
 def render(plan: dict) -> str:
     def f(x):
-        return "-" if x is None else f"{x:.3g}"
+        if x is None:
+            return "-"
+        return f"{x:.3g}" if abs(x) < 100 else f"{x:,.0f}"  # smoke jobs last minutes, paper jobs days
     out = [f"plan of run {plan['run']}  ({plan['note']})",
            f"{'stage':<28} {'job':<30} {'model':<14} {'GPUs':>5} {'samples':>12} {'GPU-h':>8} "
            f"{'wall-h':>7} {'limit-h':>7}  source"]

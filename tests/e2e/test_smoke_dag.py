@@ -161,6 +161,7 @@ def test_plan_agrees_with_snakemake_benchmarks_within_3x(smoke_run):
     trained = [(job, key) for key, m in mcfg.enabled_models(cfg).items()
                for job in m.get("pretrain", []) + m.get("finetune", [])]
     assert sorted((r["job"], r["model"]) for r in rows) == sorted(trained), rows
+    assert all(r["startup_s"] and r["compute_s"] for r in rows), rows  # both parts measured
     table = [(r["job"], round(r["planned_s"] or 0, 1), r["snakemake_s"]) for r in rows]
     off = [t for t, r in zip(table, rows) if not (r["ratio"] and 1 / 3 <= r["ratio"] <= 3)]
     assert not off, f"planned vs Snakemake seconds beyond 3x (job, planned, Snakemake): {off}; all: {table}"
