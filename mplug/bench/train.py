@@ -22,10 +22,11 @@ over the peak: on a GPU the datasheet's dense figure for the row's precision (`p
 `mfu_vs_measured` (a large matmul in the row's precision with the bench's threads, timed in the
 same run) are reported on every device.
 
-Start-up (`startup_s`): the wall time of a fresh process that imports the project, builds the
-model and its DeepSpeed engine (the first row's settings) and exits, timed after the rows, so
-DeepSpeed's one-time op build (cached per machine) is already done, as for every job but the first
-on a machine. It is what a training job pays before its first step; `mplug plan` adds it per job.
+Start-up (`startup_s`): the wall time of a fresh process that does what every training job does
+once besides its steps: imports the training stack, builds the model and its DeepSpeed engine (the
+first row's settings), writes one checkpoint and the final weights, and exits. It is timed after
+the rows, so DeepSpeed's one-time op build (cached per machine) is already done, as for every job
+but the first on a machine. `mplug plan` adds it to every training job.
 """
 from __future__ import annotations
 
@@ -177,15 +178,26 @@ def _one_row(opts: TrainBenchOptions, setting: str, precision: str, ckpt: bool, 
 
 
 def engine_ready(model: str, image_res: int | None, precision: str, zero: int) -> None:
-    """Build the bench's model and engine, nothing more: the child process `startup_s` times."""
+    """What every training job does besides its steps, once: import the training stack (data,
+    tokenizer, recipes), build the model and its engine, write one checkpoint and the final
+    weights. The child process `startup_s` times runs this."""
+    import tempfile
+
+    import mplug.train.run  # noqa: F401 - the imports a `mplug train` job makes
     from mplug.models import build_model
+    from mplug.models.loading import save_state_dict
+    from mplug.train.checkpoint import save_checkpoint
     from mplug.train.deepspeed_config import EngineConfig
-    from mplug.train.engine import build_engine
+    from mplug.train.engine import build_engine, export_state_dict
     from mplug.train.optim import OptimConfig
 
     over = {"vision.image_res": image_res} if image_res is not None else {}
-    build_engine(build_model(model, "pretrain", **over), OptimConfig(lr=1e-5, lr_vit=1e-6, warmup_steps=0),
-                 EngineConfig(zero_stage=zero, precision=precision, grad_clip=0.0), 1, 1, 1)
+    engine, _ = build_engine(build_model(model, "pretrain", **over),
+                             OptimConfig(lr=1e-5, lr_vit=1e-6, warmup_steps=0),
+                             EngineConfig(zero_stage=zero, precision=precision, grad_clip=0.0), 1, 1, 1)
+    with tempfile.TemporaryDirectory() as out:
+        save_checkpoint(engine, out, 0, {})
+        save_state_dict(export_state_dict(engine), f"{out}/model.safetensors")
 
 
 def startup_seconds(opts: TrainBenchOptions, precision: str, zero: int) -> float:
