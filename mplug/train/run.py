@@ -49,7 +49,7 @@ def train(kind: str, task: str, config: str | Path, model: str, stage: str | Non
           allow_partial_init: bool = False) -> dict[str, Any]:
     """Train one pretraining stage (`kind='pretrain'`, task 'pretrain') or fine-tuning job.
 
-    The SIGTERM/SIGUSR1 handler is installed first (a signal during start-up is a preemption,
+    The SIGTERM/SIGUSR1/SIGALRM handler is installed first (a signal during start-up is a preemption,
     exit 75, not a kill), then the exclusive lock on `out` (one run per folder)."""
     from mplug.train.checkpoint import run_lock
     from mplug.train.distributed import detect
@@ -76,6 +76,7 @@ def _train(kind, task, config, model, stage, data, out, init, resume, clip, bert
     if kind == "finetune" and task not in recipes.FINETUNE_TASKS:
         raise ConfigError(f"unknown fine-tuning task {task!r}; use one of {', '.join(recipes.FINETUNE_TASKS)}")
     cfg = load_config(config)
+    _arm_time_limit(cfg)
     stage = resolve_stage(cfg, kind, task, stage)
     where = f"{kind}.{stage}.train"
     settings = parse_train_settings(train_settings(cfg, kind, stage, model), cfg["seed"], where)
@@ -133,6 +134,16 @@ def _train(kind, task, config, model, stage, data, out, init, resume, clip, bert
     return fit(net, dataset, collate, settings.loop, settings.optim, settings.engine, out,
                resume=resume, step_fn=step, run_info=run_info, evaluator=evaluator,
                preemption=preemption)
+
+
+def _arm_time_limit(cfg: dict) -> None:
+    """Inside a SLURM job: SIGALRM `resources.cluster.signal_lead_s` before its time limit (on
+    the main rank; the loop's preemption check spreads the flag to every rank)."""
+    from mplug.train.distributed import detect
+    from mplug.train.walltime import arm_before_time_limit
+
+    if detect().is_main:
+        arm_before_time_limit(((cfg.get("resources") or {}).get("cluster") or {}).get("signal_lead_s"))
 
 
 def _evaluator(task: str, settings, data_dir: Path, used: list[str], tok, where: str):
