@@ -13,8 +13,10 @@ wall time from a measured bench (`mplug bench train` JSON), never from a guess:
 - bench FLOP/s: the bench's best row (samples_per_s x its flops_per_sample), on the bench's
   hardware, assumed to scale linearly per GPU;
 - start-up: the bench's `startup_s` (a fresh process that imports the training stack, builds the
-  model and engine and writes a checkpoint and the weights), paid once per job; what it leaves out (data loading, checkpoint saves, SCST's beam search) shows as the
-  plan's error, which plan_vs_actual measures against Snakemake's `benchmark:` files.
+  model and engine and writes a checkpoint and the weights), paid once per job. What the model
+  leaves out (the job's data loading, periodic checkpoints, SCST's beam search, small-batch
+  efficiency) shows as the plan's error, which plan_vs_actual measures against Snakemake's
+  `benchmark:` files.
 
 The paper states hardware (16 A100, 30 epochs, batch 1024) but no time, so without a bench JSON a
 row has no estimate and says so; evaluation jobs are listed without one (the train bench times
