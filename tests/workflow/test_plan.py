@@ -87,6 +87,15 @@ def test_max_steps_sets_the_samples_and_vqa_counts_vg_qa(tmp_path, monkeypatch):
     assert plan.train_samples(cfg, "finetune", vqa, 0, Path(".")) == 800 * t["epochs"]  # train + vg_qa
 
 
+def test_scst_has_no_estimate(tmp_path, monkeypatch):
+    cfg, bench = _setup(tmp_path, monkeypatch, SMOKE)
+    _stats(cfg, "coco_caption", train=200, val=40, test=40)
+    rows = {r["job"]: r for r in plan.make_plan(cfg, bench)["rows"] if r["rule"] == "finetune"}
+    assert cfg["finetune"]["caption_scst"]["train"]["scst"]
+    assert rows["caption_scst"]["wall_hours"] is None and "beam search" in rows["caption_scst"]["source"]
+    assert rows["caption_ce"]["wall_hours"] is not None  # same data, plain steps
+
+
 def test_cli_json_and_no_bench(tmp_path, monkeypatch, capsys):
     _setup(tmp_path, monkeypatch)
     out = tmp_path / "plan.json"
