@@ -19,8 +19,8 @@ from typing import Mapping
 
 from mplug.errors import ConfigError
 
-# The workflow's job kinds (the run config's sections) a task may appear in.
-JOB_KINDS = ("pretrain", "finetune", "evaluate")
+# The workflow's job kinds (the run config's sections) a task may appear in, as errors say them.
+JOB_KINDS = {"pretrain": "pre-training", "finetune": "fine-tuning", "evaluate": "evaluation"}
 
 _RECALL = ("txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10")
 _CAPTION = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
@@ -91,8 +91,8 @@ def get_task(name: str, job: str | None = None) -> TaskSpec:
     """The spec of `name` (an alias too), or a ConfigError listing the valid tasks."""
     spec = find_task(name)
     if spec is None or (job is not None and job not in spec.jobs):
-        where = f" for {job} jobs" if job else ""
-        raise ConfigError(f"unknown task {name!r}{where}; use one of {', '.join(task_names(job))}")
+        kind = f"{JOB_KINDS.get(job, job)} " if job else ""
+        raise ConfigError(f"unknown {kind}task {name!r}; use one of {', '.join(task_names(job))}")
     return spec
 
 
