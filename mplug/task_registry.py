@@ -82,6 +82,11 @@ def task_names(job: str | None = None) -> tuple[str, ...]:
     return tuple(n for n, s in _TASKS.items() if job is None or job in s.jobs)
 
 
+def model_tasks() -> tuple[str, ...]:
+    """The model heads the tasks train and evaluate (`build_model`'s task names), in order."""
+    return tuple(dict.fromkeys(s.model_task for s in _TASKS.values()))
+
+
 def find_task(name: str) -> TaskSpec | None:
     """The spec of a task name or alias, else None (for callers with their own error)."""
     return _TASKS.get(_ALIASES.get(name, name))

@@ -89,6 +89,7 @@ def test_every_layer_resolves_every_task():
         assert formats.get_schema(name).task == spec.schema == dataset_class(name).schema, name
         assert formats.DATASETS[spec.dataset].schema == spec.schema, name
         assert spec.evaluator is None or spec.evaluator in EVALUATORS, name
+    assert set(reg.model_tasks()) == set(MODEL_CLASSES)  # every head is some task's
     # no routine that no task uses
     assert set(EVALUATORS) == {s.evaluator for s in TASKS.values() if s.evaluator}
     assert formats.data_task("video_qa") is TASKS["video_qa_msrvtt"]  # record-schema aliases
