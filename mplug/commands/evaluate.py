@@ -18,8 +18,8 @@ from mplug.task_registry import task_names
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", nargs="?", choices=task_names("evaluate"), help="evaluation task (default: the "
-                        "--job's task)")
+    parser.add_argument("task", nargs="?", choices=task_names("evaluate"),
+                        help="evaluation task (default: the --job's task)")
     parser.add_argument("--config", help="run config YAML: --model and --job name its keys")
     parser.add_argument("--job", help="the config's `evaluate:` job (task, dataset and settings)")
     parser.add_argument("--checkpoint", help="model weights (.safetensors or .pth); omit only to "
