@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mplug.errors import CheckpointError, ConfigError, DataError
-from mplug.task_registry import get_task
+from mplug.task_registry import TaskSpec, get_task
 from mplug.utils.io import atomic_write_json
 from mplug.utils.logging import get_logger
 
@@ -106,6 +106,11 @@ class _EvalRun:
     @property
     def records(self) -> list[dict]:
         return self.dataset.records
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The task's registry entry: its decoding fields, prompt, frames, retrieval scoring."""
+        return get_task(self.task)
 
 
 # ============================================================================ inputs
@@ -230,13 +235,10 @@ def _run_caption(ctx: _EvalRun) -> tuple[dict, list]:
     from mplug.eval.bootstrap import caption_ci
     from mplug.eval.caption_eval import score_captions, score_nocaps
 
-    s, video = ctx.settings, ctx.task == "video_caption"
-    if video:
-        prompt, beam, lo, hi = (s.video_caption_prompt, s.video_caption_beam,
-                                s.video_caption_min_length, s.video_caption_max_length)
-    else:
-        prompt = s.nocaps_prompt if ctx.task == "nocaps" else s.caption_prompt
-        beam, lo, hi = s.caption_beam, s.caption_min_length, s.caption_max_length
+    s, spec = ctx.settings, ctx.spec
+    video = spec.frames_field is not None
+    prompt = getattr(s, spec.prompt_field)
+    beam, lo, hi = (getattr(s, f"{spec.gen_prefix}_{k}") for k in ("beam", "min_length", "max_length"))
     prompt_ids = _prompt_ids(ctx, prompt, drop_last=video and s.video_prompt_drop_last)
     key = "video_id" if video else "image_id"
     preds = []
@@ -249,7 +251,7 @@ def _run_caption(ctx: _EvalRun) -> tuple[dict, list]:
         return {"status": "no public references for this split",
                 "unavailable": {"CIDEr": "references are not public (server evaluation)"}}, preds
     hyp, per = {p[key]: p["caption"] for p in preds}, {}
-    if ctx.task == "nocaps":
+    if spec.schema == "nocaps":  # references and scores per domain
         doms = {r[key]: NOCAPS_DOMAIN.get(r["domain"], r["domain"]) for r in ctx.records}
         metrics = score_nocaps(refs, hyp, doms, per_image=per)
     else:
@@ -265,7 +267,9 @@ def _run_retrieval(ctx: _EvalRun) -> tuple[dict, list]:
     from mplug.eval.bootstrap import retrieval_ci
     from mplug.eval.retrieval_eval import TOPK, recall_at_k, retrieval_ranks, two_stage_scores
 
-    s, video, ds = ctx.settings, ctx.task == "video_retrieval", ctx.dataset
+    s, ds = ctx.settings, ctx.dataset
+    video = ctx.spec.frames_field is not None
+    add_itc = ctx.spec.retrieval_score == "itm_plus_itc"  # official video retrieval: ITM + ITC
     k = s.k_test or TOPK["coco" if ctx.task == "retrieval_coco" else "flickr"]
     img_embeds, img_masks, img_feats, order = [], [], [], []
     for b in _batches(ctx, "encode images"):  # eval mode: one example per image, record order
@@ -300,7 +304,7 @@ def _run_retrieval(ctx: _EvalRun) -> tuple[dict, list]:
         return ctx.model.itm_scores_cached(v[uniq], te, tm, vm[uniq], image_index=inv,
                                            chunk=s.batch_size).float().cpu().numpy()
 
-    i2t, t2i = two_stage_scores(sims, k, itm, add_itc=video, progress=True)
+    i2t, t2i = two_stage_scores(sims, k, itm, add_itc=add_itc, progress=True)
     metrics = recall_at_k(i2t, t2i, ds.txt2img, ds.img2txt)
     ranks = retrieval_ranks(i2t, t2i, ds.txt2img, ds.img2txt)
     _with_ci(metrics, s, "query (per direction)", lambda **kw: retrieval_ci(*ranks, **kw))
