@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mplug.errors import CheckpointError, ConfigError
+from mplug.task_registry import get_task
 from mplug.train import recipes
 from mplug.train.settings import parse_train_settings
 from mplug.utils.logging import get_logger
@@ -73,8 +74,7 @@ def _train(kind, task, config, model, stage, data, out, init, resume, clip, bert
     t0 = time.perf_counter()
     if kind not in ("pretrain", "finetune"):
         raise ConfigError(f"kind must be pretrain or finetune, not {kind!r}")
-    if kind == "finetune" and task not in recipes.FINETUNE_TASKS:
-        raise ConfigError(f"unknown fine-tuning task {task!r}; use one of {', '.join(recipes.FINETUNE_TASKS)}")
+    spec = get_task(task, kind)  # unknown: a ConfigError listing the kind's tasks
     cfg = load_config(config)
     _arm_time_limit(cfg)
     stage = resolve_stage(cfg, kind, task, stage)
@@ -84,7 +84,7 @@ def _train(kind, task, config, model, stage, data, out, init, resume, clip, bert
         settings.loop.max_steps = max_steps
     msettings = model_settings(cfg, model)
     arch = msettings["arch"]
-    model_task = recipes.MODEL_TASK[task]
+    model_task = spec.model_task
     recipes.check_objectives(model_task, settings, where)
     for key, value in settings.ignored.items():
         log.info("%s.%s=%r is not used by training (see mplug/train/settings.py)", where, key, value)
@@ -105,7 +105,7 @@ def _train(kind, task, config, model, stage, data, out, init, resume, clip, bert
     names = list((cfg.get(kind, {}).get(stage, {}) or {}).get("datasets") or [])
     dataset, collate, used = recipes.build_train_data(task, data_dir, names, settings, tok,
                                                       stage if kind == "pretrain" else None)
-    if task in ("pretrain", "retrieval_coco", "retrieval_flickr"):
+    if spec.train_step == "contrastive":
         step = recipes.contrastive_step(settings.alpha)
     elif task == "caption" and settings.scst:
         from mplug.eval.cider_reward import CiderReward
