@@ -89,13 +89,13 @@ def flops_per_sample(cfg: dict, model_key: str, rule: str, job: dict) -> float:
     """The job's training step, analytically (see the module docstring)."""
     from mplug.models.flops import train_step_flops
     from mplug.models.registry import get_config
-    from mplug.train.recipes import MODEL_TASK
+    from mplug.task_registry import get_task
 
     t, entry = job["train"], cfg["models"][model_key]
     over = {k: entry[k] for k in ("stride", "schedule") if entry.get(k) is not None}
     if t.get("image_res"):
         over["vision.image_res"] = t["image_res"]
-    task = MODEL_TASK["pretrain" if rule == "pretrain" else job["task"]]
+    task = get_task("pretrain" if rule == "pretrain" else job["task"]).model_task
     step = train_step_flops(get_config(entry["arch"], **over), task, t["batch_size"],
                             t.get("max_text_len") or 30, t.get("image_res"), distill=t.get("distill", True),
                             queue_size=t.get("queue_size"))
