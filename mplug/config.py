@@ -26,14 +26,11 @@ from typing import Any
 import yaml
 
 from mplug.errors import ConfigError
+from mplug.task_registry import task_names
 from mplug.utils.io import read_utf8
 
 SCHEMA_RELPATH = Path("workflow") / "schemas" / "config.schema.yaml"
 
-FINETUNE_TASKS = ("vqa", "caption", "retrieval_coco", "retrieval_flickr", "grounding", "nlvr2",
-                  "snli_ve")
-EVAL_TASKS = FINETUNE_TASKS + ("nocaps", "video_retrieval", "video_qa_msrvtt", "video_qa_msvd",
-                               "video_caption")
 PRETRAIN_STAGES = ("pretrain_14m", "pretrain_4m")
 # Used only when mplug.models cannot be imported (e.g. a bare environment): official archs.
 _FALLBACK_FUSION_LAYERS = {"mplug_base": 6, "mplug_large": 6}
@@ -230,17 +227,18 @@ def semantic_errors(cfg: dict) -> list[tuple[tuple, str]]:
     pre, fin, ev = cfg["pretrain"], cfg["finetune"], cfg["evaluate"]
     datasets = cfg["data"]["datasets"]
 
+    finetune_tasks, eval_tasks = task_names("finetune"), task_names("evaluate")
     for name, job in fin.items():
-        if job["task"] not in FINETUNE_TASKS:
+        if job["task"] not in finetune_tasks:
             errs.append((("finetune", name, "task"), f"unknown task {job['task']!r}; "
-                         f"fine-tuning tasks: {', '.join(FINETUNE_TASKS)}"))
+                         f"fine-tuning tasks: {', '.join(finetune_tasks)}"))
         if name in pre:
             errs.append((("finetune", name), f"{name!r} is also a pretrain stage; checkpoint "
                          "names must be unique"))
     for name, job in ev.items():
-        if job["task"] not in EVAL_TASKS:
+        if job["task"] not in eval_tasks:
             errs.append((("evaluate", name, "task"), f"unknown task {job['task']!r}; "
-                         f"evaluation tasks: {', '.join(EVAL_TASKS)}"))
+                         f"evaluation tasks: {', '.join(eval_tasks)}"))
         if job["dataset"] not in datasets:
             errs.append((("evaluate", name, "dataset"), f"unknown dataset {job['dataset']!r}; "
                          f"data.datasets has: {', '.join(datasets)}"))
@@ -523,6 +521,11 @@ def rule_log(cfg: dict, rule: str, *parts: str) -> str:
     """Log of one rule's job: `logs/<run>/<rule>/<part>/.../<last part>.log` (the shape `_log`
     in workflow/rules/common.smk gives every rule, e.g. evaluate/<model>/<job>/<split>.log)."""
     return "/".join(("logs", cfg["run"], rule, *parts)) + ".log"
+
+
+def rule_benchmark(cfg: dict, rule: str, *parts: str) -> str:
+    """A job's Snakemake `benchmark:` TSV, beside its log (the rules' `benchmark:` directives)."""
+    return "/".join(("logs", cfg["run"], rule, *parts)) + ".bench.tsv"
 
 
 def rule_resources(cfg: dict, rule_name: str, job_resources: dict | None = None) -> dict:

@@ -45,7 +45,8 @@ def smoke_env() -> dict:
 SMOKE_GROUP = "smoke_dag"
 # the test modules that read the smoke DAG (checked below: a test elsewhere that asks for
 # `smoke_run` stops the session, since its worker would run the DAG a second time)
-SMOKE_MODULES = ("tests/e2e/test_smoke_dag.py", "tests/reliability/test_dag_kill_resume.py")
+SMOKE_MODULES = ("tests/e2e/test_smoke_dag.py", "tests/reliability/test_dag_kill_resume.py",
+                 "tests/slurm/test_slurm_dag.py")
 MINIATURE_MODULE = "tests/e2e/test_miniature_dag.py"  # the paper run in miniature: its own DAG
 
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 
-TASKS = ("vqa", "caption", "nocaps", "retrieval_coco", "retrieval_flickr", "grounding", "nlvr2",
-         "snli_ve", "video_retrieval", "video_qa_msrvtt", "video_qa_msvd", "video_caption")
+from mplug.task_registry import task_names
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", nargs="?", choices=TASKS, help="evaluation task (default: the "
-                        "--job's task)")
+    parser.add_argument("task", nargs="?", choices=task_names("evaluate"),
+                        help="evaluation task (default: the --job's task)")
     parser.add_argument("--config", help="run config YAML: --model and --job name its keys")
     parser.add_argument("--job", help="the config's `evaluate:` job (task, dataset and settings)")
     parser.add_argument("--checkpoint", help="model weights (.safetensors or .pth); omit only to "
@@ -104,22 +103,23 @@ def _job(args: argparse.Namespace, cfg: dict):
 
 def overrides(args: argparse.Namespace, task: str) -> dict:
     """EvalSettings fields set by command-line options (checked against the task)."""
-    from mplug.eval.job import FRAMES_FIELD, GEN_PREFIX, PROMPT_FIELD
+    from mplug.eval.job import generation_prefixes, option_fields
 
     from mplug.errors import ConfigError
 
     over = {"batch_size": args.batch_size, "image_res": args.image_res, "device": args.device, "limit": args.limit,
             "k_test": args.k_test, "ci_resamples": args.ci_resamples, "ci_seed": args.ci_seed}
     gen = (args.beam, args.max_length, args.min_length)
-    if task in GEN_PREFIX:
-        p = GEN_PREFIX[task]
+    prefixes = generation_prefixes()
+    if task in prefixes:
+        p = prefixes[task]
         over.update({f"{p}_beam": gen[0], f"{p}_max_length": gen[1], f"{p}_min_length": gen[2]})
     elif any(v is not None for v in gen):
         raise ConfigError(f"--beam/--max-length/--min-length apply to generation tasks, not {task}")
-    for flag, value, fields in (("--prompt", args.prompt, PROMPT_FIELD), ("--frames", args.frames, FRAMES_FIELD),
-                                ("--bins", args.bins, {"grounding": "grounding_bins"})):
+    for flag, value in (("--prompt", args.prompt), ("--frames", args.frames), ("--bins", args.bins)):
         if value is None:
             continue
+        fields = option_fields(flag.removeprefix("--"))
         if task not in fields:
             raise ConfigError(f"{flag} applies to {', '.join(sorted(fields))}, not {task}")
         over[fields[task]] = value

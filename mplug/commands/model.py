@@ -38,11 +38,12 @@ def _list(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from mplug.errors import ConfigError
-    from mplug.models.info import TASKS, model_info
+    from mplug.models.info import model_info
+    from mplug.task_registry import model_tasks
     from mplug.models.registry import get_config
 
-    if args.task not in TASKS:
-        raise ConfigError(f"--task {args.task!r}: use one of {', '.join(TASKS)}")
+    if args.task not in model_tasks():
+        raise ConfigError(f"--task {args.task!r}: use one of {', '.join(model_tasks())}")
     overrides = {}
     for item in args.set:
         if "=" not in item:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-FINETUNE_TASKS = ("vqa", "caption", "retrieval_coco", "retrieval_flickr", "grounding", "nlvr2", "snli_ve")
+from mplug.task_registry import task_names
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -38,7 +38,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     _common(pre)
     pre.set_defaults(func=_run, task="pretrain")
     fin = sub.add_parser("finetune", help="fine-tune on a downstream task (Table 11)")
-    fin.add_argument("task", choices=FINETUNE_TASKS)
+    fin.add_argument("task", choices=task_names("finetune"))
     fin.add_argument("--stage", default=None, help="fine-tuning job of the config (e.g. caption_ce, "
                      "caption_scst, grounding_mixed); default: the job named like TASK")
     fin.add_argument("--init", default=None, help="starting weights: a pretrain stage's or another "

@@ -21,14 +21,12 @@ from typing import Any
 
 import torch
 
+from mplug.data.formats import data_task
 from mplug.data.tokenizer import encode_texts
 
 # official max lengths: questions 25 (no OCR), captions/retrieval 30, grounding 20,
 # caption targets 25 (--max_input_length 25), answers 10 (generation max_length)
 DEFAULT_MAX_LEN = {"text": 30, "question": 25, "expression": 20, "target": 25, "answer": 10}
-QUESTION_TASKS = {"vqa", "video_qa", "video_qa_msrvtt", "video_qa_msvd"}
-# encoder texts the official scripts tokenise as a single text: `[CLS] text`, no [SEP]
-NO_SEP_TASKS = QUESTION_TASKS | {"retrieval", "retrieval_coco", "retrieval_flickr", "video_retrieval"}
 TEXT_SEP_RULES = ("official", "hf")
 
 
@@ -78,12 +76,11 @@ class Collator:
 
         Also what retrieval evaluation encodes its caption gallery with, so the gallery and the
         training pairs are tokenised alike."""
-        is_q = self.task in QUESTION_TASKS
-        default = DEFAULT_MAX_LEN["question" if is_q else
-                                  "expression" if self.task == "grounding" else "text"]
+        spec = data_task(self.task)  # its encoder text's kind and whether official adds [SEP]
+        default = DEFAULT_MAX_LEN[spec.encoder_text]
         if self.text_sep not in TEXT_SEP_RULES:
             raise ValueError(f"text_sep must be one of {TEXT_SEP_RULES}, got {self.text_sep!r}")
-        add_sep = self.text_sep == "hf" or self.task not in NO_SEP_TASKS
+        add_sep = self.text_sep == "hf" or spec.encoder_sep
         return encode_texts(self.tokenizer, texts, self.max_text_len or default, add_sep=add_sep)
 
     def encode_answers(self, answers: list[str]):

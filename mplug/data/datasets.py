@@ -54,9 +54,7 @@ def pre_question(text: str, max_words: int = 50) -> str:
 def resolve_dataset_dir(task: str, data_dir: str | Path, dataset: str | None = None) -> Path:
     """`data_dir` may be the run's data root (holding dataset folders) or a dataset folder."""
     data_dir = Path(data_dir)
-    name = dataset or formats.TASK_DATASET.get(task)
-    if name is None:
-        raise DataError(f"unknown task '{task}'; known: {', '.join(sorted(formats.TASK_DATASET))}")
+    name = dataset or formats.data_task(task).dataset
     if (data_dir / name).is_dir():
         return data_dir / name
     if any(data_dir.glob("*.jsonl")) or (data_dir / "shards.txt").is_file():
@@ -351,14 +349,9 @@ class VideoCaptionDataset(VideoDataset):
     task, schema = "video_caption", "video_caption"
 
 
-TASK_CLASSES = {
-    "pretrain": PretrainDataset, "caption": CaptionDataset, "nocaps": NocapsDataset,
-    "vqa": VQADataset, "retrieval": RetrievalDataset, "retrieval_coco": RetrievalDataset,
-    "retrieval_flickr": RetrievalDataset, "grounding": GroundingDataset, "nlvr2": NLVR2Dataset,
-    "snli_ve": SNLIVEDataset, "video_retrieval": VideoRetrievalDataset,
-    "video_qa": VideoQADataset, "video_qa_msrvtt": VideoQADataset, "video_qa_msvd": VideoQADataset,
-    "video_caption": VideoCaptionDataset,
-}
+def dataset_class(task: str) -> type[TaskDataset]:
+    """The class reading a task's records: its registry spec's `dataset_class`, defined here."""
+    return globals()[formats.data_task(task).dataset_class]
 
 
 def load_answer_list(task: str, data_dir: str | Path, dataset: str | None = None) -> list[str]:
@@ -508,8 +501,7 @@ def build_dataset(task: str, data_dir: str | Path, split: str, tokenizer: Any = 
     The tokenizer is used by the collate function (see `build_loader`); it is accepted here so
     every caller passes the same arguments.
     """
-    if task not in TASK_CLASSES:
-        raise DataError(f"unknown task '{task}'; known: {', '.join(sorted(TASK_CLASSES))}")
+    cls = dataset_class(task)
     dataset = opts.pop("dataset", None)
     if task == "pretrain" and dataset is None:
         dataset = opts.pop("stage", None) or "pretrain_4m"
@@ -519,7 +511,7 @@ def build_dataset(task: str, data_dir: str | Path, split: str, tokenizer: Any = 
         if shards and split == "train":
             return PretrainShardDataset(root, shards, image_res, train, **opts)
         opts.setdefault("pretrain", True)
-    return TASK_CLASSES[task](root, split, image_res, train, **opts)
+    return cls(root, split, image_res, train, **opts)
 
 
 def build_loader(task: str, data_dir: str | Path, split: str, tokenizer: Any, image_res: int,

@@ -9,7 +9,9 @@ A dataset folder `data/<run>/<dataset>/` holds `<split>.jsonl` files, the images
 optional `answer_list.json` (VQA, video QA), optional `shards.txt` (pretraining webdataset
 shards) and a `stats.json` (images/texts obtained and failed: the reproduced column of Table 12).
 
-This module imports only the standard library so that preprocessing code can use it cheaply.
+This module imports only the standard library (and mplug's errors, io helpers and task registry)
+so that preprocessing code can use it cheaply. A task's schema and default folder are its
+`mplug.task_registry.TaskSpec`'s `schema` and `dataset`.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from mplug.errors import DataError
+from mplug.task_registry import TASKS, TaskSpec, find_task
 from mplug.utils.io import atomic_write_json, atomic_write_text, iter_utf8_lines
 
 FORMAT_VERSION = 1
@@ -183,22 +186,27 @@ SCHEMAS: dict[str, Schema] = {s.task: s for s in [
     ), "one video per line with all its reference captions", _video_check),
 ]}
 
-# Task names used by the CLI/config -> record schema.
-TASK_SCHEMA = {
-    "pretrain": "pretrain", "caption": "caption", "nocaps": "nocaps", "vqa": "vqa",
-    "retrieval": "retrieval", "retrieval_coco": "retrieval", "retrieval_flickr": "retrieval",
-    "grounding": "grounding", "nlvr2": "nlvr2", "snli_ve": "snli_ve",
-    "video_retrieval": "video_retrieval", "video_qa": "video_qa", "video_qa_msrvtt": "video_qa",
-    "video_qa_msvd": "video_qa", "video_caption": "video_caption",
-}
+def _data_task_names() -> list[str]:
+    return sorted({*TASKS, *(a for spec in TASKS.values() for a in spec.aliases)})
+
+
+def data_task(task: str) -> TaskSpec:
+    """The registry's spec of a task or of a record-schema alias (`retrieval`, `video_qa`), else a
+    DataError listing the names the data layer accepts."""
+    spec = find_task(task)
+    if spec is None:
+        raise DataError(f"unknown task '{task}'; known: {', '.join(_data_task_names())}")
+    return spec
 
 
 def get_schema(task: str) -> Schema:
-    try:
-        return SCHEMAS[TASK_SCHEMA.get(task, task)]
-    except KeyError:
+    """The record schema of a task (its TaskSpec's `schema`) or of a schema name."""
+    spec = find_task(task)
+    name = spec.schema if spec else task
+    if name not in SCHEMAS:
         raise DataError(f"unknown task or record schema '{task}'; known: "
-                        f"{', '.join(sorted(TASK_SCHEMA))}") from None
+                        f"{', '.join(sorted({*SCHEMAS, *_data_task_names()}))}")
+    return SCHEMAS[name]
 
 
 def validate_record(rec: Any, schema: Schema | str) -> tuple[str, str] | None:
@@ -387,12 +395,3 @@ DATASETS: dict[str, DatasetSpec] = {d.name: d for d in [
     DatasetSpec("msvd_qa", "video_qa", ("test",), ("answer_list.json",)),
     DatasetSpec("vatex_caption", "video_caption", ("test",), doc="public English test"),
 ]}
-
-# CLI task -> default dataset folder (grounding and pretrain take `dataset=` to choose another).
-TASK_DATASET = {
-    "pretrain": "pretrain_4m", "caption": "coco_caption", "nocaps": "nocaps", "vqa": "vqa",
-    "retrieval_coco": "coco_retrieval", "retrieval_flickr": "flickr_retrieval",
-    "retrieval": "coco_retrieval", "grounding": "refcoco", "nlvr2": "nlvr2", "snli_ve": "snli_ve",
-    "video_retrieval": "msrvtt_retrieval", "video_qa_msrvtt": "msrvtt_qa",
-    "video_qa_msvd": "msvd_qa", "video_qa": "msrvtt_qa", "video_caption": "vatex_caption",
-}

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from mplug.data.preprocess_common import Ctx
+from mplug.data.preprocess_common import PreprocessRun
 from mplug.errors import DataError
 
 
@@ -30,7 +30,7 @@ PREPROCESS_SOURCES: dict[str, tuple[str, ...]] = {
     "pretrain_14m": ("coco_karpathy", "coco", "vg", "sbu", "cc3m", "cc12m"),
 }
 
-def _converters() -> dict[str, Callable[[Ctx], dict]]:
+def _converters() -> dict[str, Callable[[PreprocessRun], dict]]:
     from mplug.data import preprocess_image as im
     from mplug.data import preprocess_pretrain as pt
     from mplug.data import preprocess_video as vid
@@ -46,7 +46,7 @@ def preprocess(dataset: str, src: str | os.PathLike, out: str | os.PathLike, *, 
         raise DataError(f"unknown dataset '{dataset}' for preprocess; known: {', '.join(sorted(converters))}")
     if check not in ("verify", "exists", "none"):
         raise DataError(f"--check must be verify, exists or none, got '{check}'")
-    return converters[dataset](Ctx(Path(src), Path(out), check=check, progress=progress))
+    return converters[dataset](PreprocessRun(Path(src), Path(out), check=check, progress=progress))
 
 
 def register_preprocess(subparsers) -> None:

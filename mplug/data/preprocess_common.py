@@ -80,7 +80,7 @@ class MediaChecker:
 
 
 @dataclass
-class Ctx:
+class PreprocessRun:
     """Where raw data is (`src` = resources/) and where the normalised data goes (`out` = data/RUN/)."""
 
     src: Path
@@ -174,7 +174,7 @@ def text_count(rec: dict) -> int:
     return 1
 
 
-def finish(ctx: Ctx, dataset: str, source: str, splits: dict[str, Split], checker: MediaChecker,
+def finish(ctx: PreprocessRun, dataset: str, source: str, splits: dict[str, Split], checker: MediaChecker,
            **extra: Any) -> dict:
     """Write every split and stats.json (Table 12's reproduced counts) for `dataset`."""
     spec = formats.DATASETS[dataset]
@@ -211,7 +211,7 @@ def keep(split: Split, rec: dict, media_ok: bool) -> None:
 MEDIA_KEYS = ("image", "image_left", "image_right", "video")
 
 
-def check_not_empty(ctx: Ctx, dataset: str, name: str, split: Split, checker: MediaChecker) -> None:
+def check_not_empty(ctx: PreprocessRun, dataset: str, name: str, split: Split, checker: MediaChecker) -> None:
     """A split whose raw annotations list records but whose media are all unusable would be
     written empty and fail much later (an evaluation with no records, after days of training):
     stop here, naming the files and the download that provides them."""

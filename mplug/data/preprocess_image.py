@@ -7,13 +7,14 @@ from typing import Any
 from pathlib import Path
 
 from mplug.data import formats
-from mplug.data.preprocess_common import Ctx, MediaChecker, Split, finish, get, keep, load_json, load_jsonl, rel
+from mplug.data.preprocess_common import (MediaChecker, PreprocessRun, Split, finish, get, keep, load_json,
+                                          load_jsonl, rel)
 from mplug.errors import DataError
 
 # ----------------------------------------------------------------- Karpathy splits (COCO, Flickr30K)
 
 
-def _karpathy(ctx: Ctx, source: str, name: str) -> list[dict]:
+def _karpathy(ctx: PreprocessRun, source: str, name: str) -> list[dict]:
     path = ctx.need(source, name)
     data = load_json(path)
     images = get(data, "images", str(path), list)
@@ -29,23 +30,23 @@ def _karpathy_split(s: str) -> str:
     return "train" if s == "restval" else s  # Karpathy train = train + restval (113,287 images)
 
 
-def _coco_image(ctx: Ctx, img: dict) -> Path:
+def _coco_image(ctx: PreprocessRun, img: dict) -> Path:
     return ctx.src / "coco" / img.get("filepath", "") / img["filename"]
 
 
-def coco_caption(ctx: Ctx) -> dict:
+def coco_caption(ctx: PreprocessRun) -> dict:
     return _caption_or_retrieval(ctx, "coco_caption")
 
 
-def coco_retrieval(ctx: Ctx) -> dict:
+def coco_retrieval(ctx: PreprocessRun) -> dict:
     return _caption_or_retrieval(ctx, "coco_retrieval")
 
 
-def flickr_retrieval(ctx: Ctx) -> dict:
+def flickr_retrieval(ctx: PreprocessRun) -> dict:
     return _caption_or_retrieval(ctx, "flickr_retrieval")
 
 
-def _caption_or_retrieval(ctx: Ctx, dataset: str) -> dict:
+def _caption_or_retrieval(ctx: PreprocessRun, dataset: str) -> dict:
     flickr = dataset == "flickr_retrieval"
     source, name = ("flickr30k", "dataset_flickr30k.json") if flickr else ("coco_karpathy", "dataset_coco.json")
     images = _karpathy(ctx, source, name)
@@ -74,7 +75,7 @@ def _caption_or_retrieval(ctx: Ctx, dataset: str) -> dict:
 _DOMAIN = {"in-domain": "in", "near-domain": "near", "out-domain": "out"}
 
 
-def nocaps(ctx: Ctx) -> dict:
+def nocaps(ctx: PreprocessRun) -> dict:
     path = ctx.need("nocaps", "nocaps_val_4500_captions.json")
     data = load_json(path)
     caps = collections.defaultdict(list)
@@ -96,12 +97,12 @@ def nocaps(ctx: Ctx) -> dict:
 
 # ------------------------------------------------------------------------------- VQA v2 + VG-QA
 
-def _vqa_questions(ctx: Ctx, name: str) -> list[dict]:
+def _vqa_questions(ctx: PreprocessRun, name: str) -> list[dict]:
     path = ctx.need("vqa_v2", name)
     return [(q, f"{path}: questions[{i}]") for i, q in enumerate(get(load_json(path), "questions", str(path), list))]
 
 
-def _vqa_annotations(ctx: Ctx, name: str) -> dict:
+def _vqa_annotations(ctx: PreprocessRun, name: str) -> dict:
     path = ctx.need("vqa_v2", name)
     out = {}
     for i, ann in enumerate(get(load_json(path), "annotations", str(path), list)):
@@ -114,7 +115,7 @@ def _vqa_annotations(ctx: Ctx, name: str) -> dict:
     return out
 
 
-def vqa(ctx: Ctx) -> dict:
+def vqa(ctx: PreprocessRun) -> dict:
     """train = train2014 + nominival, val = LXMERT minival, test = test2015 (official mPLUG split; the
     EvalAI file for test-std must answer all of them, test-dev is a subset);
     without LXMERT's minival.json: train = train2014, val = val2014 (recorded in stats)."""
@@ -152,7 +153,7 @@ def vqa(ctx: Ctx) -> dict:
                   test_dev_questions=test_dev)
 
 
-def _test2015_dir(ctx: Ctx) -> Path:
+def _test2015_dir(ctx: PreprocessRun) -> Path:
     """test2015/ from the coco_test2015 source (or from an older `coco --all` download)."""
     for root in (ctx.src / "coco_test2015", ctx.src / "coco"):
         if (root / "test2015").is_dir():
@@ -160,7 +161,7 @@ def _test2015_dir(ctx: Ctx) -> Path:
     return ctx.src / "coco_test2015" / "test2015"
 
 
-def _vqa_test(ctx: Ctx, folder: Path, checker: MediaChecker, split: Split) -> int:
+def _vqa_test(ctx: PreprocessRun, folder: Path, checker: MediaChecker, split: Split) -> int:
     """test = every test2015 question: an EvalAI test-std submission must answer all of them, and
     the test-dev phase scores its subset of the same file. Returns how many are test-dev questions."""
     images, listed = _test2015_dir(ctx), set()
@@ -182,7 +183,7 @@ def _vqa_test(ctx: Ctx, folder: Path, checker: MediaChecker, split: Split) -> in
     return len(dev)
 
 
-def _vg_qa(ctx: Ctx, folder: Path, checker: MediaChecker, split: Split) -> None:
+def _vg_qa(ctx: PreprocessRun, folder: Path, checker: MediaChecker, split: Split) -> None:
     """VG-QA from the raw question_answers.json; images in VG_100K/ or VG_100K_2/."""
     path = ctx.maybe("vg", "question_answers.json")
     if path is None:
@@ -204,7 +205,7 @@ def _vg_qa(ctx: Ctx, folder: Path, checker: MediaChecker, split: Split) -> None:
             keep(split, rec, checker.ok(file))
 
 
-def _answer_list(ctx: Ctx, train: list[dict], size: int = 3128) -> list[str]:
+def _answer_list(ctx: PreprocessRun, train: list[dict], size: int = 3128) -> list[str]:
     """BLIP/ALBEF answer_list.json (3,128 answers) if downloaded, else the most frequent train answers."""
     path = ctx.maybe("vqa_v2", "answer_list.json")
     if path:
@@ -284,7 +285,7 @@ def _clipped_box(ann: dict, img: dict, inst_path: Path) -> tuple[list[float] | N
     return (box if box[2] > 0 and box[3] > 0 else None), clipped
 
 
-def grounding(ctx: Ctx, dataset: str) -> dict:
+def grounding(ctx: PreprocessRun, dataset: str) -> dict:
     source, inner, refs_name, rename = _REF[dataset]
     refs_path = ctx.need(source, f"{inner}/{refs_name}")
     inst_path = refs_path.parent / "instances.json"
@@ -328,7 +329,7 @@ def grounding(ctx: Ctx, dataset: str) -> dict:
 
 # ---------------------------------------------------------------------------------------- NLVR2
 
-def nlvr2(ctx: Ctx) -> dict:
+def nlvr2(ctx: PreprocessRun) -> dict:
     folder, checker = ctx.out / "nlvr2", MediaChecker(ctx.check)
     splits = {}
     for split, raw in (("train", "train.json"), ("dev", "dev.json"), ("test_p", "test1.json")):
@@ -381,7 +382,7 @@ def snli_ve_image_id(rec: Any, where: str) -> Any:
 
 # -------------------------------------------------------------------------------------- SNLI-VE
 
-def snli_ve(ctx: Ctx) -> dict:
+def snli_ve(ctx: PreprocessRun) -> dict:
     """From the official generator's snli_ve_<split>.jsonl, else ALBEF's ve_<split>.json."""
     folder, checker = ctx.out / "snli_ve", MediaChecker(ctx.check)
     images = ctx.src / "flickr30k" / "flickr30k-images"

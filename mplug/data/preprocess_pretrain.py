@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mplug.data import formats, webshards
-from mplug.data.preprocess_common import Ctx, MediaChecker, Split, get, load_json, log, rel
+from mplug.data.preprocess_common import MediaChecker, PreprocessRun, Split, get, load_json, log, rel
 from mplug.data.preprocess_image import _coco_image, _karpathy, _karpathy_split, load_refs
 from mplug.data.sources import SOURCES
 from mplug.errors import DataError
@@ -18,7 +18,7 @@ from mplug.utils.io import atomic_write_text
 COMPONENTS = {"pretrain_4m": ("coco", "vg", "sbu", "cc3m"), "pretrain_14m": ("coco", "vg", "sbu", "cc3m", "cc12m")}
 
 
-def _coco_pairs(ctx: Ctx, folder: Path, checker: MediaChecker, split: Split) -> set:
+def _coco_pairs(ctx: PreprocessRun, folder: Path, checker: MediaChecker, split: Split) -> set:
     """Karpathy train + restval, one pair per caption (113K images / 567K texts in the paper).
     Returns the COCO ids of the Karpathy val/test images (VG must not leak them)."""
     held_out = set()
@@ -36,12 +36,12 @@ def _coco_pairs(ctx: Ctx, folder: Path, checker: MediaChecker, split: Split) -> 
     return held_out
 
 
-def _refcoco_plus_eval_images(ctx: Ctx) -> set:
+def _refcoco_plus_eval_images(ctx: PreprocessRun) -> set:
     path = ctx.maybe("refcoco_plus", "refcoco+/refs(unc).p")
     return {r["image_id"] for r in load_refs(path) if r.get("split") != "train"} if path else set()
 
 
-def _vg_pairs(ctx: Ctx, folder: Path, checker: MediaChecker, split: Split, coco_held_out: set) -> dict:
+def _vg_pairs(ctx: PreprocessRun, folder: Path, checker: MediaChecker, split: Split, coco_held_out: set) -> dict:
     """Region descriptions, with the ALBEF filters that are known: no image of the COCO Karpathy
     val/test or RefCOCO+ eval sets, and no duplicate phrase per image (ALBEF issue #2; its area
     threshold and fourth filter were never published, so they are not applied)."""
@@ -83,7 +83,7 @@ def _add(split: Split, rec: dict, ok: bool) -> None:
         split.texts_obtained += 1
 
 
-def _webscale(ctx: Ctx, name: str) -> tuple[list[Path], dict]:
+def _webscale(ctx: PreprocessRun, name: str) -> tuple[list[Path], dict]:
     shards_dir = ctx.src / name / "shards"
     try:
         shards = webshards.list_shards(shards_dir)
@@ -96,7 +96,7 @@ def _webscale(ctx: Ctx, name: str) -> tuple[list[Path], dict]:
                     "texts_expected": attempted, "texts_obtained": got["texts"]}
 
 
-def pretrain(ctx: Ctx, dataset: str) -> dict:
+def pretrain(ctx: PreprocessRun, dataset: str) -> dict:
     folder = ctx.out / dataset
     components, split, shard_paths, extra = {}, Split(), [], {}
     checker = MediaChecker(ctx.check)

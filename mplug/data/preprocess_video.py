@@ -8,7 +8,8 @@ import io
 from pathlib import Path
 
 from mplug.data import formats
-from mplug.data.preprocess_common import Ctx, MediaChecker, Split, finish, get, keep, load_json, load_jsonl, rel
+from mplug.data.preprocess_common import (MediaChecker, PreprocessRun, Split, finish, get, keep, load_json,
+                                          load_jsonl, rel)
 from mplug.errors import DataError
 from mplug.utils.io import read_utf8
 
@@ -20,7 +21,7 @@ def _video(folder: Path, video_id: str, exts: tuple[str, ...] = (".mp4",)) -> Pa
     return folder / f"{video_id}{exts[0]}"
 
 
-def msrvtt_retrieval(ctx: Ctx) -> dict:
+def msrvtt_retrieval(ctx: PreprocessRun) -> dict:
     """1k-A test: MSRVTT_JSFUSION_test.csv (key, vid_key, video_id, sentence), one caption per video."""
     path = ctx.need("msrvtt", "msrvtt_data/MSRVTT_JSFUSION_test.csv")
     videos = ctx.src / "msrvtt" / "MSRVTT" / "videos" / "all"
@@ -45,7 +46,7 @@ def msrvtt_retrieval(ctx: Ctx) -> dict:
     return finish(ctx, "msrvtt_retrieval", "msrvtt:MSRVTT_JSFUSION_test.csv", {"test": split}, checker)
 
 
-def _video_qa(ctx: Ctx, dataset: str, sub: str, video_dir: Path, exts: tuple[str, ...]) -> dict:
+def _video_qa(ctx: PreprocessRun, dataset: str, sub: str, video_dir: Path, exts: tuple[str, ...]) -> dict:
     """ALPRO JSON lines {question, answer, video_id, answer_type}; answers = keys of train_ans2label.json."""
     path = ctx.need("alpro_data", f"data/{sub}/txt/test.jsonl")
     ans2label = load_json(ctx.need("alpro_data", f"data/{sub}/txt/train_ans2label.json"))
@@ -69,16 +70,16 @@ def _video_qa(ctx: Ctx, dataset: str, sub: str, video_dir: Path, exts: tuple[str
                   answers_in_list=in_list)
 
 
-def msrvtt_qa(ctx: Ctx) -> dict:
+def msrvtt_qa(ctx: PreprocessRun) -> dict:
     return _video_qa(ctx, "msrvtt_qa", "msrvtt_qa", ctx.src / "msrvtt" / "MSRVTT" / "videos" / "all", (".mp4",))
 
 
-def msvd_qa(ctx: Ctx) -> dict:
+def msvd_qa(ctx: PreprocessRun) -> dict:
     # MSVD ships .avi; mPLUG's loader wants .mp4 (datasets.md 0.2): take a transcoded .mp4 when present
     return _video_qa(ctx, "msvd_qa", "msvd_qa", ctx.src / "msvd" / "YouTubeClips", (".mp4", ".avi"))
 
 
-def vatex_caption(ctx: Ctx) -> dict:
+def vatex_caption(ctx: PreprocessRun) -> dict:
     path = ctx.need("vatex", "vatex_public_test_english_v1.1.json")
     data = load_json(path)
     if not isinstance(data, list):

@@ -57,7 +57,7 @@ SCALES = {
 }
 
 
-class Ctx:
+class SynthFolder:
     """Per-dataset generation context: a seeded RNG and a folder to write images into."""
 
     def __init__(self, root: Path, name: str, seed: int, size: int):
@@ -101,7 +101,7 @@ def _ckey(objs: list[world.Obj]) -> str:
 # Generators, one per dataset folder
 
 
-def gen_pretrain_4m(c: Ctx, s: Scale) -> Out:
+def gen_pretrain_4m(c: SynthFolder, s: Scale) -> Out:
     recs = []
     for i in range(s.pretrain_4m):
         objs = world.sample_scene(c.rng, c.size)
@@ -113,7 +113,7 @@ def gen_pretrain_4m(c: Ctx, s: Scale) -> Out:
                notes="COCO/VG/SBU/CC3M-like pairs")
 
 
-def gen_pretrain_14m(c: Ctx, s: Scale, base: list[dict]) -> Out:
+def gen_pretrain_14m(c: SynthFolder, s: Scale, base: list[dict]) -> Out:
     """14M-like = the 4M-like pairs (shared files) + CC12M-like pairs in webdataset shards."""
     recs = [dict(r, image="../pretrain_4m/" + r["image"]) for r in base]
     per_shard = (s.pretrain_14m_extra + 1) // 2
@@ -153,7 +153,7 @@ def _write_tar(path: Path, members: list[tuple[str, bytes]]) -> None:
             tar.addfile(info, io.BytesIO(data))
 
 
-def _caption_splits(c: Ctx, counts: dict[str, int], n_refs: int, allow: Callable[[str], str],
+def _caption_splits(c: SynthFolder, counts: dict[str, int], n_refs: int, allow: Callable[[str], str],
                     schema: str, extra: Callable[[str], dict] | None = None) -> tuple[dict, dict]:
     splits, scenes, img_id = {}, {}, 0
     for split, n in counts.items():
@@ -182,7 +182,7 @@ def _caption_baselines(train_caps: list[str], recs: list[dict], scenes: dict) ->
             "colour_only_cider": B.cider(colour_only, refs)}
 
 
-def gen_coco_caption(c: Ctx, s: Scale) -> Out:
+def gen_coco_caption(c: SynthFolder, s: Scale) -> Out:
     counts = dict(zip(("train", "val", "test"), s.caption))
     splits, scenes = _caption_splits(c, counts, 5, lambda _: "seen", "caption")
     train_caps = [x for r in splits["train"] for x in r["captions"]]
@@ -191,7 +191,7 @@ def gen_coco_caption(c: Ctx, s: Scale) -> Out:
                notes="Karpathy-like; held-out colour-shape combinations never appear")
 
 
-def gen_nocaps(c: Ctx, s: Scale, train_caps: list[str]) -> Out:
+def gen_nocaps(c: SynthFolder, s: Scale, train_caps: list[str]) -> Out:
     n = s.nocaps_per_domain
     allow = {"in": "seen", "near": "near", "out": "unseen"}
     recs, scenes, img_id = [], {}, 0
@@ -213,7 +213,7 @@ def gen_nocaps(c: Ctx, s: Scale, train_caps: list[str]) -> Out:
                      "near = one held-out object among seen ones; blind caption from coco_caption train")
 
 
-def gen_vqa(c: Ctx, s: Scale) -> Out:
+def gen_vqa(c: SynthFolder, s: Scale) -> Out:
     splits, colours, img_id, qid = {}, {}, 0, 0
     plan = list(zip(("train", "val", "test"), s.vqa, (3, 3, 3))) + [("vg_qa", s.vg_qa, 2)]
     for split, n_img, n_q in plan:
@@ -265,7 +265,7 @@ def _by_frequency(items: list[str]) -> list[str]:
     return [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
-def gen_retrieval(c: Ctx, counts: tuple[int, int, int]) -> Out:
+def gen_retrieval(c: SynthFolder, counts: tuple[int, int, int]) -> Out:
     splits, img_id, baselines = {}, 0, {}
     chance = {}
     for split, n in zip(("train", "val", "test"), counts):
@@ -291,7 +291,7 @@ def gen_retrieval(c: Ctx, counts: tuple[int, int, int]) -> Out:
                      "image whose colour set equals the colours named in the text")
 
 
-def gen_grounding(c: Ctx, s: Scale, style: str) -> Out:
+def gen_grounding(c: SynthFolder, s: Scale, style: str) -> Out:
     names = ("train", "val_u", "test_u") if style == "refcocog" else ("train", "val", "test")
     splits: dict[str, list[dict]] = {}
     scenes, img_id, ref_id = {}, 0, 0
@@ -328,7 +328,7 @@ def gen_grounding(c: Ctx, s: Scale, style: str) -> Out:
                      "colour the expression names (colours are unique within an image)")
 
 
-def gen_nlvr2(c: Ctx, s: Scale) -> Out:
+def gen_nlvr2(c: SynthFolder, s: Scale) -> Out:
     splits, cols, img_id, pid = {}, {}, 0, 0
     for split, n in zip(("train", "dev", "test_p"), s.nlvr2):
         recs = []
@@ -351,7 +351,7 @@ def gen_nlvr2(c: Ctx, s: Scale) -> Out:
     return _classification_out(splits, "statement", cols, {"acc": 50.0}, ("dev", "test_p"))
 
 
-def gen_snli_ve(c: Ctx, s: Scale) -> Out:
+def gen_snli_ve(c: SynthFolder, s: Scale) -> Out:
     splits, cols, img_id, pid = {}, {}, 0, 0
     for split, n in zip(("train", "dev", "test"), s.snli_ve):
         recs = []
@@ -395,7 +395,7 @@ def _classification_out(splits: dict, field: str, cols: dict, chance: dict, eval
                notes=notes or "blind/colour-only: majority label per text (then per template) in train")
 
 
-def _video(c: Ctx, vid: str, s: Scale) -> tuple[str, list[world.Obj], list[str]]:
+def _video(c: SynthFolder, vid: str, s: Scale) -> tuple[str, list[world.Obj], list[str]]:
     objs = world.sample_scene(c.rng, c.size, n_max=2)
     dirs = [c.rng.choice(world.DIRECTIONS) for _ in objs]
     n_frames = c.rng.randint(*s.frames)
@@ -407,7 +407,7 @@ def _video(c: Ctx, vid: str, s: Scale) -> tuple[str, list[world.Obj], list[str]]
     return f"videos/{vid}", objs, dirs
 
 
-def gen_video_retrieval(c: Ctx, s: Scale) -> Out:
+def gen_video_retrieval(c: SynthFolder, s: Scale) -> Out:
     recs, item_cols, text_cols = [], [], []
     for i in range(s.videos):
         video, objs, dirs = _video(c, f"video{i:04d}", s)
@@ -422,7 +422,7 @@ def gen_video_retrieval(c: Ctx, s: Scale) -> Out:
                notes="1k-A-like: one caption per video; frames are PNG folders")
 
 
-def gen_video_qa(c: Ctx, s: Scale) -> Out:
+def gen_video_qa(c: SynthFolder, s: Scale) -> Out:
     splits, cols, qid = {}, {}, 0
     for split, n in (("train", 2 * s.videos), ("test", s.videos)):
         recs = []
@@ -462,7 +462,7 @@ def gen_video_qa(c: Ctx, s: Scale) -> Out:
                answer_list=answer_list)
 
 
-def gen_video_caption(c: Ctx, s: Scale, train_caps: list[str]) -> Out:
+def gen_video_caption(c: SynthFolder, s: Scale, train_caps: list[str]) -> Out:
     recs, scenes = [], {}
     for i in range(s.videos):
         video, objs, dirs = _video(c, f"v{i:04d}", s)
@@ -521,34 +521,34 @@ def generate(out: str | os.PathLike, seed: int = 0, scale: str = "tiny", progres
 
 def _generate_into(root: Path, seed: int, scale: str, s: Scale, tqdm: Any, progress: bool) -> dict:
     outs: dict[str, Out] = {}
-    ctxs: dict[str, Ctx] = {}
+    folders: dict[str, SynthFolder] = {}
 
-    def ctx(name: str) -> Ctx:
-        ctxs[name] = Ctx(root, name, seed, s.image_size)
-        return ctxs[name]
+    def folder(name: str) -> SynthFolder:
+        folders[name] = SynthFolder(root, name, seed, s.image_size)
+        return folders[name]
 
     steps: list[tuple[str, Callable[[], Out]]] = [
-        ("pretrain_4m", lambda: gen_pretrain_4m(ctx("pretrain_4m"), s)),
-        ("pretrain_14m", lambda: gen_pretrain_14m(ctx("pretrain_14m"), s, outs["pretrain_4m"].splits["train"])),
-        ("coco_caption", lambda: gen_coco_caption(ctx("coco_caption"), s)),
-        ("nocaps", lambda: gen_nocaps(ctx("nocaps"), s, _train_caps(outs))),
-        ("vqa", lambda: gen_vqa(ctx("vqa"), s)),
-        ("coco_retrieval", lambda: gen_retrieval(ctx("coco_retrieval"), s.retrieval_coco)),
-        ("flickr_retrieval", lambda: gen_retrieval(ctx("flickr_retrieval"), s.retrieval_flickr)),
-        ("refcoco", lambda: gen_grounding(ctx("refcoco"), s, "refcoco")),
-        ("refcoco+", lambda: gen_grounding(ctx("refcoco+"), s, "refcoco+")),
-        ("refcocog", lambda: gen_grounding(ctx("refcocog"), s, "refcocog")),
-        ("nlvr2", lambda: gen_nlvr2(ctx("nlvr2"), s)),
-        ("snli_ve", lambda: gen_snli_ve(ctx("snli_ve"), s)),
-        ("msrvtt_retrieval", lambda: gen_video_retrieval(ctx("msrvtt_retrieval"), s)),
-        ("msrvtt_qa", lambda: gen_video_qa(ctx("msrvtt_qa"), s)),
-        ("msvd_qa", lambda: gen_video_qa(ctx("msvd_qa"), s)),
-        ("vatex_caption", lambda: gen_video_caption(ctx("vatex_caption"), s, _train_caps(outs))),
+        ("pretrain_4m", lambda: gen_pretrain_4m(folder("pretrain_4m"), s)),
+        ("pretrain_14m", lambda: gen_pretrain_14m(folder("pretrain_14m"), s, outs["pretrain_4m"].splits["train"])),
+        ("coco_caption", lambda: gen_coco_caption(folder("coco_caption"), s)),
+        ("nocaps", lambda: gen_nocaps(folder("nocaps"), s, _train_caps(outs))),
+        ("vqa", lambda: gen_vqa(folder("vqa"), s)),
+        ("coco_retrieval", lambda: gen_retrieval(folder("coco_retrieval"), s.retrieval_coco)),
+        ("flickr_retrieval", lambda: gen_retrieval(folder("flickr_retrieval"), s.retrieval_flickr)),
+        ("refcoco", lambda: gen_grounding(folder("refcoco"), s, "refcoco")),
+        ("refcoco+", lambda: gen_grounding(folder("refcoco+"), s, "refcoco+")),
+        ("refcocog", lambda: gen_grounding(folder("refcocog"), s, "refcocog")),
+        ("nlvr2", lambda: gen_nlvr2(folder("nlvr2"), s)),
+        ("snli_ve", lambda: gen_snli_ve(folder("snli_ve"), s)),
+        ("msrvtt_retrieval", lambda: gen_video_retrieval(folder("msrvtt_retrieval"), s)),
+        ("msrvtt_qa", lambda: gen_video_qa(folder("msrvtt_qa"), s)),
+        ("msvd_qa", lambda: gen_video_qa(folder("msvd_qa"), s)),
+        ("vatex_caption", lambda: gen_video_caption(folder("vatex_caption"), s, _train_caps(outs))),
     ]
     datasets = {}
     for name, fn in tqdm(steps, desc="synth", disable=not progress, unit="dataset"):
         outs[name] = o = fn()
-        datasets[name] = _write_dataset(ctxs[name], o)
+        datasets[name] = _write_dataset(folders[name], o)
     words = world.world_words()
     toks = vocab.write_vocab(root / "vocab.txt", words)
     manifest = {
@@ -568,7 +568,7 @@ def _train_caps(outs: dict[str, Out]) -> list[str]:
     return [x for r in outs["coco_caption"].splits["train"] for x in r["captions"]]
 
 
-def _write_dataset(c: Ctx, o: Out) -> dict:
+def _write_dataset(c: SynthFolder, o: Out) -> dict:
     spec = formats.DATASETS[c.name]
     assert tuple(o.splits) == spec.splits, (c.name, tuple(o.splits), spec.splits)
     splits = {}

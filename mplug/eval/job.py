@@ -12,19 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mplug.errors import ConfigError
+from mplug.task_registry import TaskSpec, get_task, task_names
 
-# generation keys -> EvalSettings field prefix of the task's decoding
-GEN_PREFIX = {"vqa": "vqa", "caption": "caption", "nocaps": "caption", "video_caption": "video_caption"}
-PROMPT_FIELD = {"caption": "caption_prompt", "nocaps": "nocaps_prompt",
-                "video_caption": "video_caption_prompt"}
-FRAMES_FIELD = {"video_retrieval": "frames_retrieval", "video_caption": "frames_caption",
-                "video_qa_msrvtt": "frames_qa", "video_qa_msvd": "frames_qa"}
-RETRIEVAL = ("retrieval_coco", "retrieval_flickr", "video_retrieval")
-VIDEO_QA = ("video_qa_msrvtt", "video_qa_msvd")
 DIRECT = ("batch_size", "limit", "image_res", "max_text_len", "rank_k")
-# What the evaluator does, fixed per task: a config asking for something else is an error.
-MODE = {**{t: "beam" for t in GEN_PREFIX}, "grounding": "greedy", **{t: "rank" for t in VIDEO_QA}}
-SCORE = {"retrieval_coco": "itm", "retrieval_flickr": "itm", "video_retrieval": "itm_plus_itc"}
 LENGTH_PENALTY = 0.6  # the models' GNMT length penalty (mplug.models.generation)
 GROUNDING_STEPS = 4   # cx, cy, w, h: one token each
 NOT_ACTED_ON = {
@@ -80,34 +70,62 @@ def generation_settings(task: str, gen: dict, where: str) -> tuple[dict[str, Any
 
 def _target(task: str, key: str, value: Any, where: str) -> str | None:
     """The EvalSettings field `key` sets; '' when it only restates what the evaluator does; None
-    when the evaluator does not act on it. Raises for a value the evaluator cannot honour."""
+    when the evaluator does not act on it. Raises for a value the evaluator cannot honour.
+    What the evaluator does per task (decoding, scoring, its fields) is the task's TaskSpec."""
+    spec = get_task(task, "evaluate")
     if key in DIRECT:
         return key
-    if key in ("beam_size", "min_length", "max_length") and task in GEN_PREFIX:
-        return f"{GEN_PREFIX[task]}_{key.replace('_size', '')}"
-    if key == "max_length" and task == "grounding":
+    if key in ("beam_size", "min_length", "max_length") and spec.gen_prefix:
+        return f"{spec.gen_prefix}_{key.replace('_size', '')}"
+    if key == "max_length" and spec.evaluator == "grounding":
         _require(value == GROUNDING_STEPS, where, value, f"grounding decodes exactly {GROUNDING_STEPS} "
                  "box tokens")
         return ""
-    if key == "prompt" and task in PROMPT_FIELD:
-        return PROMPT_FIELD[task]
-    if key == "num_frames" and task in FRAMES_FIELD:
-        return FRAMES_FIELD[task]
-    if key == "k_test" and task in RETRIEVAL:
+    if key == "prompt" and spec.prompt_field:
+        return spec.prompt_field
+    if key == "num_frames" and spec.frames_field:
+        return spec.frames_field
+    if key == "k_test" and spec.evaluator == "retrieval":
         return "k_test"
-    if key == "k_test" and task in VIDEO_QA:
+    if key == "k_test" and spec.evaluator == "video_qa":
         return "rank_k"  # official video QA: the answer list's top-k by the decoder's first token
-    if key == "mode" and task in MODE:
-        _require(value == MODE[task], where, value, f"{task} evaluation decodes by {MODE[task]!r}")
+    return _fixed(spec, key, value, where)
+
+
+def _fixed(spec: TaskSpec, key: str, value: Any, where: str) -> str | None:
+    """Keys that restate what the evaluator does, fixed per task: another value is an error."""
+    if key == "mode" and spec.decoding:
+        _require(value == spec.decoding, where, value, f"{spec.name} evaluation decodes by "
+                 f"{spec.decoding!r}")
         return ""
-    if key == "score" and task in SCORE:
-        _require(value == SCORE[task], where, value, f"{task} evaluation scores by {SCORE[task]!r}")
+    if key == "score" and spec.retrieval_score:
+        _require(value == spec.retrieval_score, where, value, f"{spec.name} evaluation scores by "
+                 f"{spec.retrieval_score!r}")
         return ""
-    if key == "length_penalty" and task in GEN_PREFIX:
+    if key == "length_penalty" and spec.gen_prefix:
         _require(value == LENGTH_PENALTY, where, value, f"the decoders' length penalty is fixed at "
                  f"{LENGTH_PENALTY} (official GNMT penalty)")
         return ""
     return None
+
+
+def option_fields(option: str) -> dict[str, str]:
+    """Evaluation task -> the EvalSettings field a per-task command-line option sets: `prompt`,
+    `frames` or `bins` (only the tasks whose evaluator has one)."""
+    attr = {"prompt": "prompt_field", "frames": "frames_field"}.get(option)
+    out = {}
+    for name in task_names("evaluate"):
+        spec = get_task(name)
+        if attr and getattr(spec, attr):
+            out[name] = getattr(spec, attr)
+        elif option == "bins" and spec.evaluator == "grounding":
+            out[name] = "grounding_bins"
+    return out
+
+
+def generation_prefixes() -> dict[str, str]:
+    """Evaluation task -> EvalSettings prefix of its beam / min / max length (generation tasks)."""
+    return {n: get_task(n).gen_prefix for n in task_names("evaluate") if get_task(n).gen_prefix}
 
 
 def _require(ok: bool, where: str, value: Any, what: str) -> None:

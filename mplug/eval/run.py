@@ -26,20 +26,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mplug.errors import CheckpointError, ConfigError, DataError
+from mplug.task_registry import TaskSpec, get_task
 from mplug.utils.io import atomic_write_json
 from mplug.utils.logging import get_logger
 
 log = get_logger("mplug.eval")
 
-# CLI task -> (model task for build_model, record schema)
-EVAL_TASKS: dict[str, tuple[str, str]] = {
-    "vqa": ("vqa", "vqa"), "caption": ("caption", "caption"), "nocaps": ("caption", "nocaps"),
-    "retrieval_coco": ("retrieval", "retrieval"), "retrieval_flickr": ("retrieval", "retrieval"),
-    "grounding": ("grounding", "grounding"), "nlvr2": ("nlvr2", "nlvr2"),
-    "snli_ve": ("snli_ve", "snli_ve"), "video_retrieval": ("retrieval", "video_retrieval"),
-    "video_qa_msrvtt": ("vqa", "video_qa"), "video_qa_msvd": ("vqa", "video_qa"),
-    "video_caption": ("caption", "video_caption"),
-}
 NOCAPS_DOMAIN = {"in": "in-domain", "near": "near-domain", "out": "out-domain"}
 
 
@@ -100,7 +92,7 @@ class EvalSettings:
 
 
 @dataclasses.dataclass
-class _Ctx:
+class _EvalRun:
     task: str
     model: Any
     tok: Any
@@ -115,21 +107,22 @@ class _Ctx:
     def records(self) -> list[dict]:
         return self.dataset.records
 
+    @property
+    def spec(self) -> TaskSpec:
+        """The task's registry entry: its decoding fields, prompt, frames, retrieval scoring."""
+        return get_task(self.task)
+
 
 # ============================================================================ inputs
-# Frames per video for each video task (official num_frm_test).
-_FRAMES = {"video_retrieval": "frames_retrieval", "video_caption": "frames_caption",
-           "video_qa_msrvtt": "frames_qa", "video_qa_msvd": "frames_qa"}
-
-
 def eval_data_opts(task: str, settings: EvalSettings) -> dict:
     """`build_dataset` options of an evaluation: strict (a bad input is an error, never a silently
     replaced example), --limit, frames per video."""
     opts: dict[str, Any] = {"strict": True}
     if settings.limit:
         opts["limit"] = settings.limit
-    if task in _FRAMES:
-        opts["num_frames"] = getattr(settings, _FRAMES[task])
+    frames = get_task(task).frames_field  # frames per video (official num_frm_test)
+    if frames:
+        opts["num_frames"] = getattr(settings, frames)
     return opts
 
 
@@ -137,11 +130,9 @@ def eval_collate_opts(task: str, settings: EvalSettings, max_position: int) -> d
     """`Collator` options of an evaluation: the training defaults, except that questions are not
     truncated to training's 25 tokens (official VQA evaluation tokenises them untruncated; the
     model's position table caps them). `settings.max_text_len` overrides both."""
-    from mplug.data.collate import QUESTION_TASKS
-
     if settings.max_text_len:
         return {"max_text_len": settings.max_text_len}
-    if task in QUESTION_TASKS:
+    if get_task(task).encoder_text == "question":
         return {"max_text_len": max_position}
     return {}
 
@@ -165,7 +156,7 @@ def _progress(items, desc: str):
     return tqdm(items, desc=desc, unit="batch", leave=False)
 
 
-def _batches(ctx: _Ctx, desc: str):
+def _batches(ctx: _EvalRun, desc: str):
     """The loader's batches with tensors on the evaluation device (meta stays a list)."""
     import torch
 
@@ -177,7 +168,7 @@ def _inputs(batch: dict) -> dict:
     return {k: batch[k] for k in ("image", "text_ids", "text_mask") if k in batch}
 
 
-def _decode(ctx: _Ctx, ids, prompt: str = "") -> list[str]:
+def _decode(ctx: _EvalRun, ids, prompt: str = "") -> list[str]:
     """Best beam (B, R, T) -> the strings the scorer sees (`decode_generated`: official, [UNK]
     kept unless settings.decode_keep_unk is False); a decoding prompt is removed."""
     from mplug.data.tokenizer import decode_generated
@@ -193,7 +184,7 @@ def _decode(ctx: _Ctx, ids, prompt: str = "") -> list[str]:
     return out
 
 
-def _prompt_ids(ctx: _Ctx, prompt: str, drop_last: bool):
+def _prompt_ids(ctx: _EvalRun, prompt: str, drop_last: bool):
     """Decoder prompt `[CLS] prompt` (official tokenizer: no [SEP]); VATEX drops its last id."""
     from mplug.data.tokenizer import encode_texts
 
@@ -212,7 +203,7 @@ def _with_ci(metrics: dict, s: EvalSettings, unit: str, make: Callable[..., dict
     return metrics
 
 
-def _run_vqa(ctx: _Ctx) -> tuple[dict, list]:
+def _run_vqa(ctx: _EvalRun) -> tuple[dict, list]:
     from mplug.eval import vqa_server
     from mplug.eval.bootstrap import vqa_ci
     from mplug.eval.vqa_eval import question_accuracy, vqa_accuracy
@@ -240,17 +231,14 @@ def _run_vqa(ctx: _Ctx) -> tuple[dict, list]:
                     "question", lambda **kw: vqa_ci(per_q, **kw)), preds
 
 
-def _run_caption(ctx: _Ctx) -> tuple[dict, list]:
+def _run_caption(ctx: _EvalRun) -> tuple[dict, list]:
     from mplug.eval.bootstrap import caption_ci
     from mplug.eval.caption_eval import score_captions, score_nocaps
 
-    s, video = ctx.settings, ctx.task == "video_caption"
-    if video:
-        prompt, beam, lo, hi = (s.video_caption_prompt, s.video_caption_beam,
-                                s.video_caption_min_length, s.video_caption_max_length)
-    else:
-        prompt = s.nocaps_prompt if ctx.task == "nocaps" else s.caption_prompt
-        beam, lo, hi = s.caption_beam, s.caption_min_length, s.caption_max_length
+    s, spec = ctx.settings, ctx.spec
+    video = spec.frames_field is not None
+    prompt = getattr(s, spec.prompt_field)
+    beam, lo, hi = (getattr(s, f"{spec.gen_prefix}_{k}") for k in ("beam", "min_length", "max_length"))
     prompt_ids = _prompt_ids(ctx, prompt, drop_last=video and s.video_prompt_drop_last)
     key = "video_id" if video else "image_id"
     preds = []
@@ -263,7 +251,7 @@ def _run_caption(ctx: _Ctx) -> tuple[dict, list]:
         return {"status": "no public references for this split",
                 "unavailable": {"CIDEr": "references are not public (server evaluation)"}}, preds
     hyp, per = {p[key]: p["caption"] for p in preds}, {}
-    if ctx.task == "nocaps":
+    if spec.schema == "nocaps":  # references and scores per domain
         doms = {r[key]: NOCAPS_DOMAIN.get(r["domain"], r["domain"]) for r in ctx.records}
         metrics = score_nocaps(refs, hyp, doms, per_image=per)
     else:
@@ -272,14 +260,16 @@ def _run_caption(ctx: _Ctx) -> tuple[dict, list]:
                     lambda **kw: caption_ci(per, **kw)), preds
 
 
-def _run_retrieval(ctx: _Ctx) -> tuple[dict, list]:
+def _run_retrieval(ctx: _EvalRun) -> tuple[dict, list]:
     import numpy as np
     import torch
 
     from mplug.eval.bootstrap import retrieval_ci
     from mplug.eval.retrieval_eval import TOPK, recall_at_k, retrieval_ranks, two_stage_scores
 
-    s, video, ds = ctx.settings, ctx.task == "video_retrieval", ctx.dataset
+    s, ds = ctx.settings, ctx.dataset
+    video = ctx.spec.frames_field is not None
+    add_itc = ctx.spec.retrieval_score == "itm_plus_itc"  # official video retrieval: ITM + ITC
     k = s.k_test or TOPK["coco" if ctx.task == "retrieval_coco" else "flickr"]
     img_embeds, img_masks, img_feats, order = [], [], [], []
     for b in _batches(ctx, "encode images"):  # eval mode: one example per image, record order
@@ -314,7 +304,7 @@ def _run_retrieval(ctx: _Ctx) -> tuple[dict, list]:
         return ctx.model.itm_scores_cached(v[uniq], te, tm, vm[uniq], image_index=inv,
                                            chunk=s.batch_size).float().cpu().numpy()
 
-    i2t, t2i = two_stage_scores(sims, k, itm, add_itc=video, progress=True)
+    i2t, t2i = two_stage_scores(sims, k, itm, add_itc=add_itc, progress=True)
     metrics = recall_at_k(i2t, t2i, ds.txt2img, ds.img2txt)
     ranks = retrieval_ranks(i2t, t2i, ds.txt2img, ds.img2txt)
     _with_ci(metrics, s, "query (per direction)", lambda **kw: retrieval_ci(*ranks, **kw))
@@ -325,7 +315,7 @@ def _run_retrieval(ctx: _Ctx) -> tuple[dict, list]:
     return metrics, preds
 
 
-def _run_grounding(ctx: _Ctx) -> tuple[dict, list]:
+def _run_grounding(ctx: _EvalRun) -> tuple[dict, list]:
     import numpy as np
 
     from mplug.data.transforms import box_to_original
@@ -348,7 +338,7 @@ def _run_grounding(ctx: _Ctx) -> tuple[dict, list]:
                     lambda **kw: grounding_ci(iou, **kw)), preds
 
 
-def _run_classify(ctx: _Ctx) -> tuple[dict, list]:
+def _run_classify(ctx: _EvalRun) -> tuple[dict, list]:
     import numpy as np
 
     from mplug.eval.accuracy import accuracy
@@ -364,7 +354,7 @@ def _run_classify(ctx: _Ctx) -> tuple[dict, list]:
                     ctx.settings, "pair", lambda **kw: accuracy_ci(hits, **kw)), preds
 
 
-def _run_video_qa(ctx: _Ctx) -> tuple[dict, list]:
+def _run_video_qa(ctx: _EvalRun) -> tuple[dict, list]:
     import numpy as np
 
     from mplug.data.formats import read_answer_list
@@ -387,24 +377,21 @@ def _run_video_qa(ctx: _Ctx) -> tuple[dict, list]:
                     lambda **kw: accuracy_ci(hits, **kw)), preds
 
 
-RUNNERS: dict[str, Callable[[_Ctx], tuple[dict, list]]] = {
-    "vqa": _run_vqa, "caption": _run_caption, "nocaps": _run_caption,
-    "video_caption": _run_caption, "retrieval_coco": _run_retrieval,
-    "retrieval_flickr": _run_retrieval, "video_retrieval": _run_retrieval,
-    "grounding": _run_grounding, "nlvr2": _run_classify, "snli_ve": _run_classify,
-    "video_qa_msrvtt": _run_video_qa, "video_qa_msvd": _run_video_qa,
+# A task's TaskSpec.evaluator names its routine (mplug.task_registry): routine name -> routine.
+EVALUATORS: dict[str, Callable[[_EvalRun], tuple[dict, list]]] = {
+    "vqa": _run_vqa, "caption": _run_caption, "retrieval": _run_retrieval,
+    "grounding": _run_grounding, "classify": _run_classify, "video_qa": _run_video_qa,
 }
 
 
 # ============================================================================ entry point
-def resolve_dataset_dir(task: str, data: str | Path, split: str, dataset: str | None = None) -> Path:
-    """--data may be the dataset folder itself or data/<run>/ holding it."""
-    from mplug.data.formats import TASK_DATASET
-
+def split_folder(task: str, data: str | Path, split: str, dataset: str | None = None) -> Path:
+    """The folder holding `<split>.jsonl`: --data itself, or its sub-folder `dataset` (default:
+    the task's folder). Unlike mplug.data.datasets.resolve_dataset_dir, the split must exist."""
     data = Path(data)
     if (data / f"{split}.jsonl").is_file():
         return data
-    name = dataset or TASK_DATASET.get(task, task)
+    name = dataset or get_task(task).dataset
     if (data / name / f"{split}.jsonl").is_file():
         return data / name
     raise DataError(f"no {split}.jsonl in {data} or {data / name}; run `mplug data preprocess` "
@@ -533,27 +520,25 @@ def evaluate(task: str, checkpoint: str | Path | None, data: str | Path, split: 
     from mplug.data.tokenizer import find_vocab, load_tokenizer
     from mplug.utils.provenance import provenance
 
-    if task not in EVAL_TASKS:
-        raise ConfigError(f"unknown evaluation task {task!r}; use one of {', '.join(EVAL_TASKS)}")
+    spec = get_task(task, "evaluate")  # unknown: a ConfigError listing the evaluation tasks
     settings = settings or EvalSettings()
-    model_task = EVAL_TASKS[task][0]
     start = time.time()
-    data_dir = resolve_dataset_dir(task, data, split, dataset)
+    data_dir = split_folder(task, data, split, dataset)
     device = _device(settings.device)
     # the trainer's lookup: --tokenizer, else the config's `tokenizer:`, else vocab.txt near the data
     cfg_tok = config.get("tokenizer") if isinstance(config, dict) else None
     tok = load_tokenizer(find_vocab(data_dir, tokenizer or cfg_tok))
-    model = load_model(model_task, checkpoint, settings, device, tokenizer=tok)
+    model = load_model(spec.model_task, checkpoint, settings, device, tokenizer=tok)
     res = model.resolution["image_res"]
     loader, ds = eval_loader(task, data_dir, split, tok, res, settings, model.cfg.text.max_position)
     records = ds.records
     if task == "grounding" and dataset is None and "dataset" in records[0]:
         dataset = records[0]["dataset"]
-    ctx = _Ctx(task, model, tok, loader, ds, loader.collate_fn, settings, device, split)
+    ctx = _EvalRun(task, model, tok, loader, ds, loader.collate_fn, settings, device, split)
     log.info("evaluating %s on %s/%s (%d records) with %s", task, data_dir.name, split,
              len(records), settings.model)
     with torch.inference_mode():
-        metrics, preds = RUNNERS[task](ctx)
+        metrics, preds = EVALUATORS[spec.evaluator](ctx)
     out = Path(out)
     pred_path = out.with_name(out.stem + ".predictions.json")
     atomic_write_json(pred_path, preds, indent=None)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from mplug.models.config import MPLUGConfig
 from mplug.models.fusion import ASYMMETRIC, CONNECTED, TWO_STREAM, fusion_schedule
+from mplug.task_registry import model_tasks
 
 
 def self_attention_flops(tokens: int, width: int) -> int:
@@ -62,7 +63,7 @@ def fusion_flops_for(cfg: MPLUGConfig, n_visual: int | None = None, n_text: int 
 # by `mplug bench train` for FLOPs per sample and MFU, and checked against torch's FlopCounterMode
 # in tests/models/test_flops.py.
 
-TRAIN_TASKS = ("pretrain", "retrieval", "vqa", "caption", "grounding", "nlvr2", "snli_ve")
+TRAIN_TASKS = model_tasks()  # the heads a training step can run (the task registry's)
 
 
 def linear_flops(tokens: int, d_in: int, d_out: int) -> int:

@@ -20,8 +20,9 @@ from torch import nn
 
 from mplug.models.config import MPLUGConfig
 from mplug.models.fusion import CONNECTED, fusion_schedule
+from mplug.task_registry import model_tasks
 
-TASKS = ("pretrain", "vqa", "caption", "retrieval", "grounding", "nlvr2", "snli_ve")
+MODEL_TASKS = model_tasks()  # the heads (build_model's tasks) the task registry's tasks use
 # parts of the backbone whose parameters each task's forward pass uses
 _USED = {
     "pretrain": ("vision", "text", "fusion", "decoder"),
@@ -56,7 +57,7 @@ def build_meta_backbone(cfg: MPLUGConfig, task: str = "vqa") -> nn.Module:
 def used_parameters(model: nn.Module, task: str = "vqa") -> list[nn.Parameter]:
     """The backbone parameters a forward pass of `task` uses (tied weights appear once)."""
     if task not in _USED:
-        raise ValueError(f"unknown task {task!r}; use one of {TASKS}")
+        raise ValueError(f"unknown task {task!r}; use one of {MODEL_TASKS}")
     parts = _USED[task]
     mods: list[nn.Module] = []
     if "vision" in parts:
@@ -80,7 +81,7 @@ def used_parameters(model: nn.Module, task: str = "vqa") -> list[nn.Parameter]:
 def model_info(cfg: MPLUGConfig, task: str = "vqa") -> dict[str, Any]:
     """JSON-ready summary: params_total, params_effective, fusion schedule, config."""
     if task not in _USED:
-        raise ValueError(f"unknown task {task!r}; use one of {TASKS}")
+        raise ValueError(f"unknown task {task!r}; use one of {MODEL_TASKS}")
     model = build_meta_backbone(cfg, task)
     total = _unique_numel(model.parameters())
     effective = _unique_numel(used_parameters(model, task))

@@ -30,9 +30,6 @@ from mplug.models.fusion import CONNECTED
 from mplug.models.mplug import MPLUGBackbone
 from mplug.models.registry import get_config
 
-TASKS = ("pretrain", "vqa", "caption", "retrieval", "grounding", "nlvr2", "snli_ve")
-
-
 class TaskModel(MPLUGBackbone):
     """Shared plumbing: freezing never-used weights, image/text encoding, fused states."""
 
@@ -557,7 +554,7 @@ def build_model(cfg_or_name: MPLUGConfig | str, task: str, **overrides: Any) -> 
     caption_input, mlm_probability, prefix_min_frac/prefix_max_frac, temp_min/temp_max) and
     model-config keys (see `MPLUGConfig.replace`: image_res, stride, queue_size, ...)."""
     if task not in TASK_CLASSES:
-        raise ConfigError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+        raise ConfigError(f"unknown task {task!r}; use one of {', '.join(TASK_CLASSES)}")
     head_fields = {f.name for f in dataclasses.fields(H.HeadOptions)}
     head_over = {k: v for k, v in overrides.items() if k in head_fields}
     cfg_over = {k: v for k, v in overrides.items() if k not in head_fields}

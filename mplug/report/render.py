@@ -94,7 +94,8 @@ def provenance_rows(ctx: RunContext) -> list[dict]:
                      "checkpoint_sha256": (p.get("checkpoint_sha256") or "")[:12] or None,
                      "dataset": p.get("dataset"), "split": p.get("split"), "size": p.get("size"),
                      "hardware": describe_hardware(hw) if isinstance(hw, dict) else hw,
-                     "date": p.get("date"), "wall_time_s": p.get("wall_time_s")})
+                     "date": p.get("date"), "slurm_job_id": p.get("slurm_job_id"),
+                     "wall_time_s": p.get("wall_time_s")})
     return rows
 
 

@@ -10,9 +10,9 @@
   model.safetensors final weights (incl. buffers such as ITC queues) for evaluation
   summary.json      what ran (engine, steps, first/last losses, wall time, provenance)
 
-Preemption: SIGTERM or SIGUSR1 (SLURM sends one before killing a job) sets a flag; the current
-step finishes, every rank agrees, a checkpoint is written and `Preempted` (exit code 75,
-EX_TEMPFAIL) is raised. Rerunning the command with `--resume latest` continues from that step.
+Preemption: SIGTERM, SIGUSR1 or SIGALRM (armed before a SLURM time limit: train/walltime.py) sets
+a flag; the current step finishes, every rank agrees, a checkpoint is written and `Preempted`
+(exit code 75, EX_TEMPFAIL) is raised. Rerunning the command with `--resume latest` continues from that step.
 """
 from __future__ import annotations
 
@@ -88,9 +88,10 @@ def default_step(engine, batch: dict, ctx: StepContext) -> dict:
 
 
 class _Preemption:
-    """Flag set by SIGTERM/SIGUSR1 while training; handlers restored afterwards."""
+    """Flag set by SIGTERM/SIGUSR1/SIGALRM while training; handlers restored afterwards (and
+    the alarm that mplug.train.walltime may have armed before a SLURM time limit cancelled)."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGALRM)
 
     def __init__(self) -> None:
         self.signal: int | None = None
@@ -105,8 +106,14 @@ class _Preemption:
         self.signal = signum
 
     def __exit__(self, *exc) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+def _signal_name(signum: int) -> str:
+    name = signal.Signals(signum).name
+    return f"{name} (the SLURM job's time limit is near)" if signum == signal.SIGALRM else name
 
 
 def _memory_mb() -> dict[str, float]:
@@ -212,7 +219,7 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
                 run.flush(telemetry)
         telemetry.close()
     if preempted_by is not None:
-        name = signal.Signals(preempted_by).name
+        name = _signal_name(preempted_by)
         raise Preempted(f"{name} received: stopped after step {state['step']} and wrote a "
                         f"checkpoint under {out / 'checkpoints'}; rerun the same command with "
                         f"--resume latest (exit code {EXIT_PREEMPTED} asks SLURM/Snakemake to requeue)")
@@ -349,7 +356,7 @@ class _Run:
     def train(self, pre: "_Preemption", telemetry: _Telemetry) -> int | None:
         """Run to total_steps; return the signal that stopped it early (checkpoint written)."""
         if any_rank(pre.signal is not None):  # arrived during start-up: no step to save
-            name = signal.Signals(pre.signal or signal.SIGTERM).name
+            name = _signal_name(pre.signal or signal.SIGTERM)
             raise Preempted(f"{name} received while starting: no step was run after step "
                             f"{self.state['step']}; rerun the same command with --resume latest "
                             f"(exit code {EXIT_PREEMPTED} asks SLURM/Snakemake to requeue)")

@@ -1,4 +1,5 @@
-"""Per-task training recipes: which model, which data, which step.
+"""Per-task training recipes: which model, which data, which step (the model head, dataset and
+step kind of each task are its `mplug.task_registry.TaskSpec`: `model_task`, `dataset`, `train_step`).
 
 | CLI task | model task | data (folders from the stage's `datasets`, else the default) | step |
 |---|---|---|---|
@@ -30,15 +31,7 @@ from mplug.utils.logging import get_logger
 
 log = get_logger("mplug.train.recipes")
 
-FINETUNE_TASKS = ("vqa", "caption", "retrieval_coco", "retrieval_flickr", "grounding", "nlvr2", "snli_ve")
 PRETRAIN_STAGES = ("pretrain_14m", "pretrain_4m")
-MODEL_TASK = {"pretrain": "pretrain", "vqa": "vqa", "caption": "caption", "retrieval_coco": "retrieval",
-              "retrieval_flickr": "retrieval", "grounding": "grounding", "nlvr2": "nlvr2",
-              "snli_ve": "snli_ve"}
-# data task names of mplug.data.build_dataset
-DATA_TASK = {"pretrain": "pretrain", "vqa": "vqa", "caption": "caption", "retrieval_coco": "retrieval_coco",
-             "retrieval_flickr": "retrieval_flickr", "grounding": "grounding", "nlvr2": "nlvr2",
-             "snli_ve": "snli_ve"}
 OBJECTIVES = {"pretrain": {"itc", "itm", "mlm", "prefix_lm"}, "retrieval": {"itc", "itm"}}
 VQA_TRAIN_SPLITS = ("train", "vg_qa")
 
@@ -113,7 +106,7 @@ def build_train_data(task: str, data_dir: str | Path, names: list[str], settings
         if folder:
             opts["dataset"] = folder
         for split, extra in train_splits(task, settings):
-            parts.append(build_dataset(DATA_TASK[task], data_dir, split, tokenizer, res, True,
+            parts.append(build_dataset(task, data_dir, split, tokenizer, res, True,
                                        **opts, **extra))
         used.append(folder or "(default)")
     if not parts:
@@ -124,7 +117,7 @@ def build_train_data(task: str, data_dir: str | Path, names: list[str], settings
         collate_kw["max_text_len"] = settings.max_text_len
         if task in ("caption",):
             collate_kw["max_target_len"] = settings.max_text_len
-    return dataset, Collator(DATA_TASK[task] if task != "pretrain" else "pretrain", tokenizer, **collate_kw), used
+    return dataset, Collator(task, tokenizer, **collate_kw), used
 
 
 def caption_references(dataset) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mplug.errors import CheckpointError, ConfigError
+from mplug.task_registry import get_task
 from mplug.train import recipes
 from mplug.train.settings import parse_train_settings
 from mplug.utils.logging import get_logger
@@ -49,7 +50,7 @@ def train(kind: str, task: str, config: str | Path, model: str, stage: str | Non
           allow_partial_init: bool = False) -> dict[str, Any]:
     """Train one pretraining stage (`kind='pretrain'`, task 'pretrain') or fine-tuning job.
 
-    The SIGTERM/SIGUSR1 handler is installed first (a signal during start-up is a preemption,
+    The SIGTERM/SIGUSR1/SIGALRM handler is installed first (a signal during start-up is a preemption,
     exit 75, not a kill), then the exclusive lock on `out` (one run per folder)."""
     from mplug.train.checkpoint import run_lock
     from mplug.train.distributed import detect
@@ -73,9 +74,9 @@ def _train(kind, task, config, model, stage, data, out, init, resume, clip, bert
     t0 = time.perf_counter()
     if kind not in ("pretrain", "finetune"):
         raise ConfigError(f"kind must be pretrain or finetune, not {kind!r}")
-    if kind == "finetune" and task not in recipes.FINETUNE_TASKS:
-        raise ConfigError(f"unknown fine-tuning task {task!r}; use one of {', '.join(recipes.FINETUNE_TASKS)}")
+    spec = get_task(task, kind)  # unknown: a ConfigError listing the kind's tasks
     cfg = load_config(config)
+    _arm_time_limit(cfg)
     stage = resolve_stage(cfg, kind, task, stage)
     where = f"{kind}.{stage}.train"
     settings = parse_train_settings(train_settings(cfg, kind, stage, model), cfg["seed"], where)
@@ -83,7 +84,7 @@ def _train(kind, task, config, model, stage, data, out, init, resume, clip, bert
         settings.loop.max_steps = max_steps
     msettings = model_settings(cfg, model)
     arch = msettings["arch"]
-    model_task = recipes.MODEL_TASK[task]
+    model_task = spec.model_task
     recipes.check_objectives(model_task, settings, where)
     for key, value in settings.ignored.items():
         log.info("%s.%s=%r is not used by training (see mplug/train/settings.py)", where, key, value)
@@ -104,7 +105,7 @@ def _train(kind, task, config, model, stage, data, out, init, resume, clip, bert
     names = list((cfg.get(kind, {}).get(stage, {}) or {}).get("datasets") or [])
     dataset, collate, used = recipes.build_train_data(task, data_dir, names, settings, tok,
                                                       stage if kind == "pretrain" else None)
-    if task in ("pretrain", "retrieval_coco", "retrieval_flickr"):
+    if spec.train_step == "contrastive":
         step = recipes.contrastive_step(settings.alpha)
     elif task == "caption" and settings.scst:
         from mplug.eval.cider_reward import CiderReward
@@ -133,6 +134,16 @@ def _train(kind, task, config, model, stage, data, out, init, resume, clip, bert
     return fit(net, dataset, collate, settings.loop, settings.optim, settings.engine, out,
                resume=resume, step_fn=step, run_info=run_info, evaluator=evaluator,
                preemption=preemption)
+
+
+def _arm_time_limit(cfg: dict) -> None:
+    """Inside a SLURM job: SIGALRM `resources.cluster.signal_lead_s` before its time limit (on
+    the main rank; the loop's preemption check spreads the flag to every rank)."""
+    from mplug.train.distributed import detect
+    from mplug.train.walltime import arm_before_time_limit
+
+    if detect().is_main:
+        arm_before_time_limit(((cfg.get("resources") or {}).get("cluster") or {}).get("signal_lead_s"))
 
 
 def _evaluator(task: str, settings, data_dir: Path, used: list[str], tok, where: str):

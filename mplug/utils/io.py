@@ -104,8 +104,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from the group
         yield tmp_path
+        # mkstemp's 0600 would hide results from the group; set after the block, since a writer
+        # may create the file anew (safetensors' save_file leaves it 0600 too)
+        os.chmod(tmp_path, 0o666 & ~_umask())
         with open(tmp_path, "rb+") as fh:  # make the bytes durable before the rename
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)

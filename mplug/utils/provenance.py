@@ -82,6 +82,8 @@ def provenance(*, config: Any = None, checkpoint: str | os.PathLike | None = Non
         "split": split,
         "size": size,
         "hardware": hardware(),
+        # the scheduler's record of the job that wrote it (sacct -j ID), None outside SLURM
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "wall_time_s": wall_time_s,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -127,11 +127,17 @@ def test_synth_never_deletes_files_it_did_not_write(tmp_path, capsys):
 def test_atomic_writes_get_the_modes_the_umask_gives(tmp_path, umask):
     """Results on a shared cluster folder are readable by the group, as any file the user's
     umask allows (mkstemp alone gives 0600)."""
+    import torch
+
+    from mplug.models.loading import save_state_dict
     from mplug.utils.io import atomic_write_json
 
     old = os.umask(umask)
     try:
         atomic_write_json(tmp_path / "metrics.json", {"a": 1})
+        # safetensors creates its file anew, 0600 whatever the umask (found on trained weights)
+        save_state_dict({"w": torch.zeros(2)}, tmp_path / "model.safetensors")
     finally:
         os.umask(old)
-    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    for name in ("metrics.json", "model.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

@@ -208,9 +208,6 @@ def slurm_resources(res, rule_name=None):
         out["tasks"] = tasks
         out["mpi"] = "srun"
         extra.append(f"--ntasks-per-node={per_node}")
-    if rule_name in TRAIN_RULES and CLUSTER.get("signal_lead_s"):
-        # USR1 this long before the limit: the trainer checkpoints and the rule requeues the job
-        extra.append(f"--signal=USR1@{CLUSTER['signal_lead_s']}")
     nice = NICE_BASE - PRIORITY.get(rule_name, 0)
     if rule_name and nice > 0:
         extra.append(f"--nice={nice}")
@@ -313,11 +310,15 @@ def check_cluster(executor):
         )
 
 
-# Shell pieces shared by the rules. Every attempt appends to the rule's log under a header
-# (a retry or a requeued job keeps the earlier attempts' logs).
+# Shell pieces shared by the rules. Snakemake deletes a job's log before every run of it (a
+# rerun, a retry, a requeued SLURM job), so each attempt's log gets a second name,
+# <log>.attempt-<UTC time>-<SLURM job id|local>, a hard link that keeps all it ever holds, even
+# when the attempt is killed; <log> itself is the latest attempt.
 ATTEMPT = (
     'echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) attempt on $(hostname),'
     ' SLURM job ${{SLURM_JOB_ID:-none}}" >> {log:q}; '
+    "ln -f {log:q} {log:q}.attempt-$(date -u +%Y%m%dT%H%M%SZ)-${{SLURM_JOB_ID:-local}}"
+    " 2>/dev/null || true; "
 )
 # A training rule that exited 75 (checkpoint written on the early signal or SIGTERM) inside a
 # SLURM job puts the job back into the queue: it restarts with the same job id, resumes from the

@@ -267,11 +267,11 @@ EVALS = [
 
 @pytest.mark.parametrize("task,dataset,split,keys", EVALS, ids=[e[0] for e in EVALS])
 def test_real_schema_preprocess_then_evaluate(raw, data, checkpoints, tmp_path, capsys, task, dataset, split, keys):
-    from mplug.eval.run import EVAL_TASKS
+    from mplug.task_registry import get_task
 
     _preprocess(raw, data, dataset, capsys)
     out = tmp_path / task / split / "metrics.json"
-    args = ["evaluate", task, "--checkpoint", str(checkpoints(EVAL_TASKS[task][0])), "--data", str(data),
+    args = ["evaluate", task, "--checkpoint", str(checkpoints(get_task(task).model_task)), "--data", str(data),
             "--split", split, "--out", str(out), "--model", "mplug_tiny", "--device", "cpu", "--batch-size", "2",
             "--ci-resamples", "20"]
     rc = main(args + (["--frames", "4"] if task.startswith("video") else []))
