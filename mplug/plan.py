@@ -29,11 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mplug import config as mcfg
-from mplug.errors import DataError
+from mplug.errors import ConfigError, DataError
 
 PAPER_NOTE = ("paper: pretraining on 16 NVIDIA A100 GPUs, 30 epochs, batch 1024 "
               "(no training time stated)")
 TRAIN_RULES = ("pretrain", "finetune")
+# Without a bench JSON a GPU runs at its datasheet dense peak x this model FLOP utilisation: the
+# issue's target for this stack is 40% MFU, and tuned large-model stacks report 30-50% (PaLM 46%,
+# Chowdhery et al. 2022; Megatron-LM 3D parallelism 44-52% of A100 peak, Narayanan et al. 2021);
+# 0.35 sits below the target since a ViT+BERT step at 224-336 px has smaller matmuls than a large
+# LM's. Override with `mplug plan --assume-mfu`.
+ASSUMED_MFU = 0.35
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class BenchRate:
     flops_per_s: float
     startup_s: float | None
     source: str
+    assumed: bool = False  # True: a datasheet peak x an assumed MFU, not a measurement
 
 
 def bench_rate(path: str) -> BenchRate:
@@ -59,30 +66,66 @@ def bench_rate(path: str) -> BenchRate:
                      f"bench {path} ({best.get('setting')}, {hardware})")
 
 
-def _train_examples(cfg: dict, rule: str, job: dict, root: Path) -> int | None:
-    """Examples of one epoch: the training splits of the job's datasets, from their stats.json."""
+def _documented(cfg: dict, name: str) -> tuple[dict, str] | None:
+    from mplug.data.sources import documented_train_size
+
+    entry = ((cfg.get("data") or {}).get("datasets") or {}).get(name) or {}
+    size = documented_train_size(name, entry.get("downloads") or ())
+    return None if size is None else (size.splits, f"documented size ({size.source})")
+
+
+def _train_examples(cfg: dict, rule: str, job: dict, root: Path) -> tuple[int, str] | None:
+    """(examples of one epoch, where the counts came from): the training splits of the job's
+    datasets, from their stats.json, else the sizes the datasets document (mplug.data.sources)."""
     from mplug.train.recipes import train_splits
     from mplug.train.settings import parse_train_settings
 
     task = "pretrain" if rule == "pretrain" else job["task"]
     pairs = train_splits(task, parse_train_settings(job["train"], cfg.get("seed", 0)))
     splits = {s for s, _ in pairs} | ({"vg_qa"} if any(x.get("include_vg") for _, x in pairs) else set())
-    total = 0
+    total, sources = 0, []
     for name in job.get("datasets", []):
         try:
-            counts = json.loads((root / mcfg.data_stats(cfg, name)).read_text())["splits"]
-            total += sum(int(counts[s]) for s in splits if s in counts)
+            counts, src = json.loads((root / mcfg.data_stats(cfg, name)).read_text())["splits"], "stats.json"
         except (OSError, ValueError, KeyError, TypeError):
-            return None
-    return total
+            documented = _documented(cfg, name)
+            if documented is None:
+                return None
+            counts, src = documented
+        total += sum(int(counts[s]) for s in splits if s in counts)
+        sources.append(f"{name}: {src}")
+    return total, "; ".join(sources)
+
+
+def _samples(cfg: dict, rule: str, job: dict, gpus: int, root: Path) -> tuple[int | None, str]:
+    t = job["train"]
+    if t.get("max_steps"):
+        return (t["max_steps"] * t["batch_size"] * t.get("grad_accum", 1) * max(gpus, 1),
+                "train.max_steps x batch")
+    examples = _train_examples(cfg, rule, job, root)
+    if examples is None:
+        return None, ("no training split counts: no stats.json and no documented size for "
+                      + ", ".join(job.get("datasets", [])))
+    return examples[0] * t.get("epochs", 1), f"train.epochs x ({examples[1]})"
 
 
 def train_samples(cfg: dict, rule: str, job: dict, gpus: int, root: Path) -> int | None:
-    t = job["train"]
-    if t.get("max_steps"):
-        return t["max_steps"] * t["batch_size"] * t.get("grad_accum", 1) * max(gpus, 1)
-    examples = _train_examples(cfg, rule, job, root)
-    return None if examples is None else examples * t.get("epochs", 1)
+    return _samples(cfg, rule, job, gpus, root)[0]
+
+
+def assumed_rate(gpu_model: str | None, precision: str, mfu: float) -> BenchRate | None:
+    """Per-GPU FLOP/s assumed without a bench: the datasheet dense peak of `gpu_model` in the
+    matmuls' precision (mplug.bench.mfu.PEAK_TFLOPS; fp16 = the bf16 figure, as on the
+    datasheets) x `mfu`; None when the GPU model is not in the table."""
+    from mplug.bench.mfu import PEAK_TFLOPS, gpu_key
+
+    key = gpu_key(gpu_model or "")
+    prec = "bf16" if precision in ("bf16", "fp16") else "fp32"
+    if key is None:
+        return None
+    peak = PEAK_TFLOPS[key][prec]
+    return BenchRate(peak * 1e12 * mfu, None,
+                     f"assumed: {key} {prec} peak {peak:g} TFLOP/s x MFU {mfu:g}", assumed=True)
 
 
 def flops_per_sample(cfg: dict, model_key: str, rule: str, job: dict) -> float:
@@ -115,21 +158,25 @@ def _jobs(cfg: dict):
         yield "evaluation", name, "evaluate", job, [None]
 
 
-def _row(cfg, stage, name, rule, job, model, rate: BenchRate | None, root: Path) -> dict:
+def _row(cfg, stage, name, rule, job, model, rate: BenchRate | None, mfu: float, root: Path) -> dict:
     res = mcfg.rule_resources(cfg, rule, job.get("resources"))
     gpus = res.get("nodes", 1) * res.get("gpus_per_node", 0)
     row = {"stage": stage, "job": name, "model": model, "rule": rule, "gpus": gpus,
            "gpu_model": res.get("gpu_model"), "nodes": res.get("nodes", 1), "samples": None,
            "runtime_limit_min": res.get("runtime"), "startup_s": None, "compute_s": None,
-           "gpu_hours": None, "wall_hours": None}
+           "gpu_hours": None, "wall_hours": None, "assumed": False, "samples_source": None,
+           "rate_source": None}
     if rule not in TRAIN_RULES:
         return {**row, "source": "no estimate: the train bench times training steps, not evaluation"}
-    row["samples"] = train_samples(cfg, rule, job, gpus, root)
+    row["samples"], row["samples_source"] = _samples(cfg, rule, job, gpus, root)
     if row["samples"] is None:
-        return {**row, "source": "no estimate: training split counts missing from stats.json of "
-                                 + ", ".join(job.get("datasets", []))}
+        return {**row, "source": "no estimate: " + row["samples_source"]}
+    if rate is None and gpus:
+        rate = assumed_rate(res.get("gpu_model"), job["train"].get("precision", "fp32"), mfu)
     if rate is None:
-        return {**row, "source": "no estimate: no bench JSON given (--bench)"}
+        why = (f"GPU model {res.get('gpu_model')!r} not in mplug.bench.mfu.PEAK_TFLOPS" if gpus
+               else "a CPU job")
+        return {**row, "source": f"no estimate: no bench JSON given (--bench) and {why}"}
     if job["train"].get("scst"):
         # measured on the smoke run: 4.7x the FLOP count's time per sample; its beam search is
         # bound by per-token decoding steps, which neither the FLOP count nor the bench times
@@ -141,38 +188,77 @@ def _row(cfg, stage, name, rule, job, model, rate: BenchRate | None, root: Path)
     wall = (startup + compute) / 3600
     source = rate.source + (" x linear GPU scaling" if gpus else " (CPU job, 1 process)")
     if rate.startup_s is None:
-        source += "; no startup_s in the bench JSON: compute only"
+        source += "; no start-up time" + ("" if rate.assumed else " (no startup_s in the bench JSON)") \
+            + ": compute only"
     return {**row, "startup_s": rate.startup_s, "compute_s": compute, "wall_hours": wall,
-            "gpu_hours": wall * gpus, "source": source}
+            "gpu_hours": wall * gpus, "assumed": rate.assumed, "rate_source": source,
+            "source": f"{row['samples_source']}; {source}"}
 
 
-def make_plan(cfg: dict, bench: str | None = None, root: Path = Path(".")) -> dict:
+def check_mfu(mfu: float) -> float:
+    if not 0 < mfu <= 1:
+        raise ConfigError(f"--assume-mfu {mfu:g}: an MFU is a fraction of the peak, in (0, 1]")
+    return mfu
+
+
+def _stage_totals(rows: list[dict]) -> list[dict]:
+    out: dict[str, dict] = {}
+    for r in rows:
+        if r["gpu_hours"] is not None:
+            t = out.setdefault(r["stage"], {"stage": r["stage"], "gpu_hours": 0.0, "assumed": False})
+            t["gpu_hours"] += r["gpu_hours"]
+            t["assumed"] |= r["assumed"]
+    return list(out.values())
+
+
+def make_plan(cfg: dict, bench: str | None = None, root: Path = Path("."),
+              assume_mfu: float = ASSUMED_MFU) -> dict:
+    """The plan's rows and totals; without `bench`, GPU jobs run at assumed_rate(.., assume_mfu)."""
+    check_mfu(assume_mfu)
     rate = bench_rate(bench) if bench else None
-    rows = [_row(cfg, stage, name, rule, job, model, rate, root)
+    rows = [_row(cfg, stage, name, rule, job, model, rate, assume_mfu, root)
             for stage, name, rule, job, models in _jobs(cfg) for model in models]
     known = [r["gpu_hours"] for r in rows if r["gpu_hours"] is not None]
-    return {"run": cfg["run"], "note": PAPER_NOTE, "rows": rows,
+    return {"run": cfg["run"], "note": PAPER_NOTE, "rows": rows, "assume_mfu": assume_mfu,
+            "stage_gpu_hours": _stage_totals(rows),
             "total_gpu_hours": sum(known) if known else None,
+            "total_assumed": any(r["assumed"] for r in rows),
             "rows_without_estimate": sum(r["gpu_hours"] is None for r in rows)}
 
 
+def _f(x):
+    if x is None:
+        return "-"
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:,.0f}"  # smoke jobs last minutes, paper jobs days
+
+
+def _tag(assumed: bool) -> str:
+    return " (assumed)" if assumed else " (measured bench)"
+
+
 def render(plan: dict) -> str:
-    def f(x):
-        if x is None:
-            return "-"
-        return f"{x:.3g}" if abs(x) < 100 else f"{x:,.0f}"  # smoke jobs last minutes, paper jobs days
+    rows = plan["rows"]
+    ws, wj, wm = (max([len(h)] + [len(str(r[k] or "-")) for r in rows])
+                  for k, h in (("stage", "stage"), ("job", "job"), ("model", "model")))
     out = [f"plan of run {plan['run']}  ({plan['note']})",
-           f"{'stage':<28} {'job':<30} {'model':<14} {'GPUs':>5} {'samples':>12} {'GPU-h':>8} "
+           f"{'stage':<{ws}}  {'job':<{wj}}  {'model':<{wm}} {'GPUs':>5} {'samples':>13} {'GPU-h':>8} "
            f"{'wall-h':>7} {'limit-h':>7}  source"]
-    for r in plan["rows"]:
+    for r in rows:
         lim = None if r["runtime_limit_min"] is None else r["runtime_limit_min"] / 60
-        out.append(f"{r['stage']:<28} {r['job']:<30} {r['model'] or '-':<14} {r['gpus']:>5} "
-                   f"{r['samples'] or '-':>12} {f(r['gpu_hours']):>8} {f(r['wall_hours']):>7} "
-                   f"{f(lim):>7}  {r['source']}")
-    out.append(f"total GPU-hours (rows with an estimate): {f(plan['total_gpu_hours'])}; "
-               f"rows without estimate: {plan['rows_without_estimate']}; wall = bench start-up + "
-               "samples x FLOPs/sample / bench FLOP/s; limit-h = configured runtime (a limit, not an "
-               "estimate)")
+        samples = "-" if r["samples"] is None else f"{r['samples']:,}"
+        out.append(f"{r['stage']:<{ws}}  {r['job']:<{wj}}  {r['model'] or '-':<{wm}} {r['gpus']:>5} "
+                   f"{samples:>13} {_f(r['gpu_hours']):>8} {_f(r['wall_hours']):>7} "
+                   f"{_f(lim):>7}  {r['source']}")
+    out.append("GPU-hours per stage (rows with an estimate):")
+    for t in plan.get("stage_gpu_hours", []):
+        out.append(f"  {t['stage']:<{ws}} {_f(t['gpu_hours']):>10}{_tag(t['assumed'])}")
+    tag = _tag(plan["total_assumed"]) if plan["total_gpu_hours"] is not None else ""
+    out.append(f"  {'total':<{ws}} {_f(plan['total_gpu_hours']):>10}{tag}; rows without estimate: "
+               f"{plan['rows_without_estimate']}")
+    out.append("wall = start-up + samples x FLOPs/sample / (GPUs x FLOP/s per GPU); FLOP/s per GPU: "
+               "measured (--bench) or assumed (datasheet dense peak x MFU, --assume-mfu "
+               f"{plan.get('assume_mfu', ASSUMED_MFU):g}); samples: stats.json or documented sizes; "
+               "limit-h = configured runtime (a limit, not an estimate)")
     return "\n".join(out)
 
 

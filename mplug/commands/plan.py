@@ -1,12 +1,29 @@
-"""`mplug plan --config RUN.yaml [--bench bench/train.json] [--json PATH]`: GPU-hours per stage."""
+"""`mplug plan --config RUN.yaml [--bench bench/train.json] [--assume-mfu 0.35] [--json PATH]`:
+GPU-hours per stage."""
 from __future__ import annotations
 
 import argparse
 
 
+def _mfu(text: str) -> float:
+    from mplug.errors import ConfigError
+    from mplug.plan import check_mfu
+
+    try:
+        return check_mfu(float(text))
+    except (ValueError, ConfigError) as err:
+        raise argparse.ArgumentTypeError(str(err) if isinstance(err, ConfigError)
+                                         else f"{text!r}: not a number in (0, 1]") from None
+
+
 def register(parser: argparse.ArgumentParser) -> None:
+    from mplug.plan import ASSUMED_MFU
+
     parser.add_argument("--config", required=True, help="run config YAML (e.g. config/config.yaml)")
     parser.add_argument("--bench", help="`mplug bench train` JSON: its start-up and best FLOP/s give durations")
+    parser.add_argument("--assume-mfu", type=_mfu, default=ASSUMED_MFU, metavar="FRACTION",
+                        help="without --bench: FLOP/s per GPU = the configured gpu_model's datasheet "
+                             f"dense peak x this MFU, in (0, 1] (default {ASSUMED_MFU:g}, see mplug/plan.py)")
     parser.add_argument("--json", metavar="PATH", help="also write the plan as JSON here")
     parser.set_defaults(func=run)
 
@@ -16,7 +33,7 @@ def run(args) -> int:
     from mplug import plan
 
     cfg = mcfg.load_config(args.config)
-    result = plan.make_plan(cfg, args.bench)
+    result = plan.make_plan(cfg, args.bench, assume_mfu=args.assume_mfu)
     print(plan.render(result))
     if args.json:
         from mplug.utils.io import atomic_write_json

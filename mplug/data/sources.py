@@ -273,6 +273,50 @@ _SOURCES: tuple[Source, ...] = (
 SOURCES: dict[str, Source] = {s.name: s for s in _SOURCES}
 
 
+@dataclass(frozen=True)
+class DocumentedSize:
+    """Training examples of one epoch a dataset documents, per split the training loader reads,
+    counted as the loader iterates them (captioning and retrieval: one example per caption;
+    grounding: per expression; VQA: per question). `mplug plan` uses it where
+    data/<run>/<dataset>/stats.json is absent."""
+
+    splits: dict[str, int]
+    source: str
+
+
+# Figures from shared/reference/datasets.md (its section named) unless said otherwise.
+DOCUMENTED_TRAIN: dict[str, DocumentedSize] = {
+    "coco_caption": DocumentedSize({"train": 567_000}, "Karpathy train: 113K images / 567K captions, "
+                                   "paper Table 12, datasets.md 8"),
+    "coco_retrieval": DocumentedSize({"train": 567_000}, "Karpathy train: 113K images / 567K captions, "
+                                     "paper Table 12, datasets.md 10"),
+    "flickr_retrieval": DocumentedSize({"train": 145_000}, "Karpathy train: 29K images x 5 captions, "
+                                       "datasets.md 10"),
+    "vqa": DocumentedSize({"train": 443_757, "val": 214_354, "vg_qa": 1_700_000},
+                          "VQA v2 train/val questions, datasets.md 7; VG-QA 1.7M QA pairs, Krishna et "
+                          "al. 2017 (vg_qa.json's own count unverified)"),
+    "refcoco": DocumentedSize({"train": 120_624}, "RefCOCO unc train expressions, datasets.md 11"),
+    "refcoco+": DocumentedSize({"train": 120_191}, "RefCOCO+ unc train expressions, datasets.md 11 "
+                               "(unverified)"),
+    "refcocog": DocumentedSize({"train": 80_512}, "RefCOCOg umd train expressions, datasets.md 11 "
+                               "(unverified)"),
+    "nlvr2": DocumentedSize({"train": 86_373}, "NLVR2 train statements, datasets.md 12 (unverified)"),
+    "snli_ve": DocumentedSize({"train": 529_527}, "SNLI-VE train pairs, datasets.md 13 (README)"),
+}
+
+
+def documented_train_size(dataset: str, downloads: list[str] | tuple[str, ...] = ()) -> DocumentedSize | None:
+    """The documented training size of a normalised dataset folder: DOCUMENTED_TRAIN, else (a
+    pretraining corpus) the sum of its downloads' paper_counts texts (Table 12); None if neither."""
+    if dataset in DOCUMENTED_TRAIN:
+        return DOCUMENTED_TRAIN[dataset]
+    counted = [n for n in downloads if "texts" in getattr(SOURCES.get(n), "paper_counts", {})]
+    if not counted:
+        return None
+    return DocumentedSize({"train": sum(SOURCES[n].paper_counts["texts"] for n in counted)},
+                          "paper Table 12 texts of " + " + ".join(counted))
+
+
 def get_source(name: str) -> Source:
     """The source named `name`, or a DataError listing the known names."""
     try:
