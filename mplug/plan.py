@@ -1,27 +1,29 @@
 """GPU-hours plan of a run, from its config: per training job and model, the GPUs the workflow
 gives it (mplug.config.rule_resources, the same merge as workflow/rules/common.smk) and an expected
-wall time from a measured bench (`mplug bench train` JSON), never from a guess:
+wall time, measured where the run has a bench (`mplug bench train` JSON), else assumed and said so:
 
-    wall = start-up + samples x FLOPs per sample / (bench FLOP/s x GPUs)
+    wall = start-up + samples x FLOPs per sample / (FLOP/s per GPU x GPUs)
 
 - samples: train.max_steps x batch_size x grad_accum x GPUs when max_steps is set (it overrides
   epochs, mplug/train/loop.py), else epochs x the training splits' examples in
-  data/<run>/<dataset>/stats.json (`splits`);
+  data/<run>/<dataset>/stats.json (`splits`), else x the sizes the datasets document
+  (mplug.data.sources.documented_train_size: paper Table 12, the datasets' own papers/READMEs);
 - FLOPs per sample: the job's own analytic step (mplug.models.flops.train_step_flops with its
   task, batch, text length, resolution, model stride/schedule): a fine-tuning step costs a third
   of a pretraining step, so the bench's samples/s cannot be used as is;
-- bench FLOP/s: the bench's best row (samples_per_s x its flops_per_sample), on the bench's
-  hardware, assumed to scale linearly per GPU;
+- FLOP/s per GPU, measured: the bench's best row (samples_per_s x its flops_per_sample), on the
+  bench's hardware, assumed to scale linearly per GPU; assumed (no bench JSON): the configured
+  gpu_model's datasheet dense peak in the job's precision (mplug.bench.mfu.PEAK_TFLOPS) x an
+  assumed MFU (ASSUMED_MFU, `mplug plan --assume-mfu`);
 - start-up: the bench's `startup_s` (a fresh process that imports the training stack, builds the
-  model and engine and writes a checkpoint and the weights), paid once per job. What the model
-  leaves out (the job's data loading, periodic checkpoints, small-batch efficiency) shows as the
-  plan's error, which plan_vs_actual measures against Snakemake's
-  `benchmark:` files.
+  model and engine and writes a checkpoint and the weights), paid once per job; none when assumed.
+  What the model leaves out (the job's data loading, periodic checkpoints, small-batch efficiency)
+  shows as the plan's error, which plan_vs_actual measures against Snakemake's `benchmark:` files.
 
-The paper states hardware (16 A100, 30 epochs, batch 1024) but no time, so without a bench JSON a
-row has no estimate and says so; evaluation jobs and SCST fine-tuning (beam search in every step)
-are listed without one (the train bench times plain training steps only). The configured
-`runtime` is a limit, shown as such, never as an estimate."""
+The paper states hardware (16 A100, 30 epochs, batch 1024) but no time. Evaluation jobs and SCST
+fine-tuning (beam search in every step) are listed without an estimate (the train bench times
+plain training steps only, and the FLOP count has no beam search). The configured `runtime` is a
+limit, shown as such, never as an estimate."""
 from __future__ import annotations
 
 import json

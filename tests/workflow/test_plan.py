@@ -1,6 +1,7 @@
-"""`mplug plan`: GPUs from the config's resources, durations only from a measured bench JSON
-(start-up + samples x the job's FLOPs / the bench's FLOP/s), and plan vs actual against the
-Snakemake `benchmark:` TSVs."""
+"""`mplug plan`: GPUs from the config's resources, durations from a measured bench JSON
+(start-up + samples x the job's FLOPs / the bench's FLOP/s) or, without one, from the datasheet
+peak x an assumed MFU; samples from stats.json or the datasets' documented sizes; plan vs actual
+against the Snakemake `benchmark:` TSVs."""
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from mplug import config as mcfg
 from mplug import plan
 from mplug.cli import main
-from mplug.errors import DataError
+from mplug.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "config" / "config.yaml"
@@ -61,10 +62,12 @@ def test_pretrain_hours_from_bench_flops_and_resources(tmp_path, monkeypatch):
     assert row["gpu_hours"] == pytest.approx(row["wall_hours"] * gpus)
     assert "bench" in row["source"] and "+zero" in row["source"]
     vqa = next(r for r in result["rows"] if r["job"] == "vqa" and r["rule"] == "finetune")
-    assert vqa["gpu_hours"] is None and "missing" in vqa["source"]
+    assert "documented size" in vqa["source"] and "bench" in vqa["source"]  # no stats.json for vqa
     evaluation = next(r for r in result["rows"] if r["rule"] == "evaluate")
     assert evaluation["gpu_hours"] is None and "not evaluation" in evaluation["source"]
-    assert result["total_gpu_hours"] == pytest.approx(sum(r["gpu_hours"] for r in rows))
+    train = [r for r in result["rows"] if r["gpu_hours"] is not None]
+    assert not any(r["assumed"] for r in train)  # a bench JSON wins over the assumed MFU
+    assert result["total_gpu_hours"] == pytest.approx(sum(r["gpu_hours"] for r in train))
 
 
 def test_finetune_steps_cost_their_own_flops(tmp_path, monkeypatch):
@@ -96,13 +99,73 @@ def test_scst_has_no_estimate(tmp_path, monkeypatch):
     assert rows["caption_ce"]["wall_hours"] is not None  # same data, plain steps
 
 
+def test_paper_plan_without_data_or_bench_is_assumed(tmp_path, monkeypatch):
+    """No stats.json, no bench: every plain training job gets documented sizes x epochs and the
+    configured GPU's datasheet peak x the assumed MFU, labelled assumed."""
+    from mplug.bench.mfu import PEAK_TFLOPS, gpu_key
+    from mplug.data.sources import documented_train_size
+
+    cfg = mcfg.load_config(PAPER)
+    monkeypatch.chdir(tmp_path)
+    result = plan.make_plan(cfg)
+    train = [r for r in result["rows"] if r["rule"] in plan.TRAIN_RULES]
+    jobs = {**cfg["pretrain"], **cfg["finetune"]}
+    for r in train:
+        job = jobs[r["job"]]
+        if job["train"].get("scst"):
+            assert r["gpu_hours"] is None and "beam search" in r["source"]
+            continue
+        assert r["assumed"] and "documented size" in r["source"] and "assumed: A100" in r["source"]
+        examples = 0
+        for ds in job["datasets"]:
+            size = documented_train_size(ds, cfg["data"]["datasets"][ds].get("downloads", []))
+            keep = ("train", "val", "vg_qa") if r["job"] == "vqa" else ("train",)
+            examples += sum(n for s, n in size.splits.items() if s in keep)
+        assert r["samples"] == examples * job["train"]["epochs"]
+        peak = PEAK_TFLOPS[gpu_key(r["gpu_model"])][job["train"]["precision"]] * 1e12
+        gpus = _gpus(cfg, r["rule"], job)
+        wall = r["samples"] * plan.flops_per_sample(cfg, r["model"], r["rule"], job) / (
+            gpus * peak * plan.ASSUMED_MFU)
+        assert r["gpu_hours"] == pytest.approx(wall / 3600 * gpus)
+    stages = {t["stage"]: t for t in result["stage_gpu_hours"]}
+    assert stages["pretraining"]["assumed"] and stages["pretraining"]["gpu_hours"] > 0
+    assert result["total_assumed"]
+    assert result["total_gpu_hours"] == pytest.approx(sum(r["gpu_hours"] or 0 for r in train))
+    assert "(assumed)" in plan.render(result)
+
+
+def test_stats_json_overrides_the_documented_size(tmp_path, monkeypatch):
+    cfg = mcfg.load_config(PAPER)
+    monkeypatch.chdir(tmp_path)
+    _stats(cfg, "nlvr2", train=100, dev=10)
+    row = next(r for r in plan.make_plan(cfg)["rows"] if r["job"] == "nlvr2")
+    assert row["samples"] == 100 * cfg["finetune"]["nlvr2"]["train"]["epochs"]
+    assert "nlvr2: stats.json" in row["source"] and "documented" not in row["source"]
+
+
+def test_assume_mfu_must_be_a_fraction(tmp_path, monkeypatch, capsys):
+    cfg = mcfg.load_config(PAPER)
+    monkeypatch.chdir(tmp_path)
+    half = plan.make_plan(cfg, assume_mfu=0.5)["rows"][0]
+    base = plan.make_plan(cfg)["rows"][0]
+    assert half["gpu_hours"] == pytest.approx(base["gpu_hours"] * plan.ASSUMED_MFU / 0.5)
+    assert "MFU 0.5" in half["source"]
+    for bad in ("0", "1.5", "-0.2", "x"):
+        with pytest.raises(SystemExit):
+            main(["plan", "--config", str(PAPER), "--assume-mfu", bad])
+        assert "(0, 1]" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"\(0, 1\]"):
+        plan.make_plan(cfg, assume_mfu=0.0)
+
+
 def test_cli_json_and_no_bench(tmp_path, monkeypatch, capsys):
     _setup(tmp_path, monkeypatch)
     out = tmp_path / "plan.json"
     assert main(["plan", "--config", str(PAPER), "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "no bench JSON given" in text and "a limit, not an estimate" in text
-    assert json.loads(out.read_text())["total_gpu_hours"] is None
+    assert "assumed: A100" in text and "a limit, not an estimate" in text
+    data = json.loads(out.read_text())
+    assert data["total_gpu_hours"] > 0 and data["total_assumed"]
 
 
 def test_bad_bench_is_a_clear_error(tmp_path, monkeypatch, capsys):
