@@ -160,6 +160,14 @@ def _jobs(cfg: dict):
         yield "evaluation", name, "evaluate", job, [None]
 
 
+def model_job(cfg: dict, rule: str, name: str, job: dict, model: str | None) -> dict:
+    """The job as `model` runs it: its `train` merged with overrides[arch] (and `paper` with
+    hparams: paper), mplug.config.train_settings, as the training rules read it."""
+    if rule not in TRAIN_RULES:
+        return job
+    return {**job, "train": mcfg.train_settings(cfg, rule, name, model)}
+
+
 def _row(cfg, stage, name, rule, job, model, rate: BenchRate | None, mfu: float, root: Path) -> dict:
     res = mcfg.rule_resources(cfg, rule, job.get("resources"))
     gpus = res.get("nodes", 1) * res.get("gpus_per_node", 0)
@@ -218,7 +226,7 @@ def make_plan(cfg: dict, bench: str | None = None, root: Path = Path("."),
     """The plan's rows and totals; without `bench`, GPU jobs run at assumed_rate(.., assume_mfu)."""
     check_mfu(assume_mfu)
     rate = bench_rate(bench) if bench else None
-    rows = [_row(cfg, stage, name, rule, job, model, rate, assume_mfu, root)
+    rows = [_row(cfg, stage, name, rule, model_job(cfg, rule, name, job, model), model, rate, assume_mfu, root)
             for stage, name, rule, job, models in _jobs(cfg) for model in models]
     known = [r["gpu_hours"] for r in rows if r["gpu_hours"] is not None]
     return {"run": cfg["run"], "note": PAPER_NOTE, "rows": rows, "assume_mfu": assume_mfu,

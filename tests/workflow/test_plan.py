@@ -56,7 +56,8 @@ def test_pretrain_hours_from_bench_flops_and_resources(tmp_path, monkeypatch):
     gpus = _gpus(cfg, "pretrain", job)
     assert row["gpus"] == gpus
     assert row["samples"] == 1000 * job["train"]["epochs"]  # the train split only, not val
-    fps = plan.flops_per_sample(cfg, row["model"], "pretrain", job)
+    fps = plan.flops_per_sample(cfg, row["model"], "pretrain",
+                                plan.model_job(cfg, "pretrain", "pretrain_14m", job, row["model"]))
     assert row["compute_s"] == pytest.approx(row["samples"] * fps / (RATE * gpus))
     assert row["wall_hours"] == pytest.approx((10.0 + row["compute_s"]) / 3600)
     assert row["gpu_hours"] == pytest.approx(row["wall_hours"] * gpus)
@@ -68,6 +69,21 @@ def test_pretrain_hours_from_bench_flops_and_resources(tmp_path, monkeypatch):
     train = [r for r in result["rows"] if r["gpu_hours"] is not None]
     assert not any(r["assumed"] for r in train)  # a bench JSON wins over the assumed MFU
     assert result["total_gpu_hours"] == pytest.approx(sum(r["gpu_hours"] for r in train))
+
+
+def test_each_model_runs_its_own_overrides(tmp_path, monkeypatch):
+    """mplug_large pretrains at 224 px (overrides), mplug_base fine-tunes VQA at batch 1024 / 384 px:
+    the plan costs each model's job as the training rule runs it."""
+    cfg = mcfg.load_config(PAPER)
+    monkeypatch.chdir(tmp_path)
+    rows = {(r["job"], r["model"]): r for r in plan.make_plan(cfg)["rows"]}
+    for rule, name, model in (("pretrain", "pretrain_14m", "mplug_large"), ("finetune", "vqa", "mplug_base")):
+        job = plan.model_job(cfg, rule, name, cfg[rule][name], model)
+        assert job["train"] == mcfg.train_settings(cfg, rule, name, model) != cfg[rule][name]["train"]
+        fps = plan.flops_per_sample(cfg, model, rule, job)
+        assert fps != plan.flops_per_sample(cfg, model, rule, cfg[rule][name])
+        peak = 312e12 * plan.ASSUMED_MFU * rows[name, model]["gpus"]  # A100 bf16 (PEAK_TFLOPS)
+        assert rows[name, model]["compute_s"] == pytest.approx(rows[name, model]["samples"] * fps / peak)
 
 
 def test_finetune_steps_cost_their_own_flops(tmp_path, monkeypatch):
@@ -111,7 +127,7 @@ def test_paper_plan_without_data_or_bench_is_assumed(tmp_path, monkeypatch):
     train = [r for r in result["rows"] if r["rule"] in plan.TRAIN_RULES]
     jobs = {**cfg["pretrain"], **cfg["finetune"]}
     for r in train:
-        job = jobs[r["job"]]
+        job = plan.model_job(cfg, r["rule"], r["job"], jobs[r["job"]], r["model"])
         if job["train"].get("scst"):
             assert r["gpu_hours"] is None and "beam search" in r["source"]
             continue
