@@ -51,7 +51,7 @@ def _tiny() -> MPLUGConfig:
 
 
 def _smoke() -> MPLUGConfig:
-    # smoke DAG: learns the synthetic shapes world on CPU in minutes (smoke-learnability.md).
+    # smoke DAG: learns the synthetic shapes world on CPU in minutes (docs/smoke-world.md).
     # 3 fusion layers with stride 2 -> relative layer 2 is connected.
     return MPLUGConfig(
         name="mplug_smoke",
