@@ -79,7 +79,7 @@ def _large_mini() -> MPLUGConfig:
                        grad_checkpointing=False)
 
 
-# paper architecture -> its miniature (mplug.miniature, tests/models/test_registry.py)
+# paper architecture -> its miniature (mplug.miniature, tests/workflow/test_miniature.py)
 MINIATURE = {"mplug_base": "mplug_base_mini", "mplug_large": "mplug_large_mini"}
 
 register("mplug_base", _base, "ViT-B/16 @384, 6 text / 6 fusion (stride 3) / 12 decoder layers")
