@@ -523,6 +523,11 @@ def rule_log(cfg: dict, rule: str, *parts: str) -> str:
     return "/".join(("logs", cfg["run"], rule, *parts)) + ".log"
 
 
+def rule_benchmark(cfg: dict, rule: str, *parts: str) -> str:
+    """A job's Snakemake `benchmark:` TSV, beside its log (the rules' `benchmark:` directives)."""
+    return "/".join(("logs", cfg["run"], rule, *parts)) + ".bench.tsv"
+
+
 def rule_resources(cfg: dict, rule_name: str, job_resources: dict | None = None) -> dict:
     """A rule's resources as the workflow uses them: resources.default, then resources.rules.<rule>,
     then the job's own `resources:` (workflow/rules/common.smk's merged_resources calls this)."""

@@ -60,6 +60,9 @@ class GenerateBenchOptions:
     dtype: str = "fp32"
     breakdown: bool = True  # also time the encoding alone and decoding alone (both paths)
     profile: bool = False  # print torch.profiler's top ops of one cached generate call
+    # extra cached-decoding modes timed decode-only next to the default dynamic cache:
+    # "static" (StaticKVCache), "graph" (its step under torch.compile(mode="reduce-overhead"))
+    caches: tuple[str, ...] = ()
 
     @classmethod
     def quick(cls, **kw: Any) -> "GenerateBenchOptions":
@@ -73,6 +76,9 @@ class GenerateBenchOptions:
         for key in ("batch", "beam_size", "caption_max", "vqa_max", "repeats", "question_len"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"bench generate --{key.replace('_', '-')}={getattr(self, key)}: must be >= 1")
+        bad_cache = [c for c in self.caches if c not in ("static", "graph")]
+        if bad_cache:
+            raise ConfigError(f"bench generate --caches {bad_cache[0]!r}: use static, graph")
         bad = [t for t in self.tasks if t not in DECODING]
         if bad:
             raise ConfigError(f"bench generate --tasks {bad[0]!r}: use {', '.join(DECODING)}")
@@ -163,11 +169,13 @@ def _bench_task(task: str, opts: GenerateBenchOptions, device, dtype) -> tuple[d
     if opts.breakdown:
         fns.update({"encode": torch.no_grad()(lambda: _memory(model, task, batch)),
                     "plain_decode": decode(False), "cached_decode": decode(True)})
+    fns.update({f"{c}_decode": decode(c) for c in opts.caches})
     t = measure_interleaved(fns, device, opts.warmup, opts.repeats)
     (ids_p, sc_p), (ids_c, sc_c) = out[False], out[True]
     identical = ids_p.shape == ids_c.shape and bool(torch.equal(ids_p, ids_c))
     if opts.breakdown:  # the decode-only calls must give the same ids as well
         identical = identical and all(torch.equal(out["decode", c][0], ids_c) for c in (False, True))
+    identical = identical and all(torch.equal(out["decode", c][0], ids_c) for c in opts.caches)
     row = {"task": task, "model": opts.model, "batch": opts.batch, "image_res": cfg.vision.image_res,
            "n_memory": cfg.vision.n_tokens + (opts.question_len if task == "vqa" else 0),
            **{k: v for k, v in dec.items()}, "generated_len": int(ids_c.size(-1)),
@@ -178,6 +186,7 @@ def _bench_task(task: str, opts: GenerateBenchOptions, device, dtype) -> tuple[d
         row.update({"encode_s": t["encode"].time_s, "plain_decode_s": t["plain_decode"].time_s,
                     "cached_decode_s": t["cached_decode"].time_s,
                     "decode_speedup": t["plain_decode"].time_s / t["cached_decode"].time_s})
+    row.update({f"{c}_decode_s": t[f"{c}_decode"].time_s for c in opts.caches})
     row.update({"target": f">= {TARGETS[task]:g}x (end to end, default settings)",
                 "identical_sequences": identical,
                 "max_score_diff": float((sc_p.float() - sc_c.float()).abs().max()) if identical else None})
@@ -212,6 +221,7 @@ COLUMNS = [("task", "task", ""), ("batch", "batch", ""), ("beam_size", "beam", "
            ("plain_s", "plain (s)", ".3f"), ("cached_s", "cached (s)", ".3f"),
            ("speedup", "speedup", ".2f"), ("plain_decode_s", "plain dec (s)", ".3f"),
            ("cached_decode_s", "cached dec (s)", ".3f"), ("decode_speedup", "dec speedup", ".2f"),
+           ("static_decode_s", "static dec (s)", ".3f"), ("graph_decode_s", "graph dec (s)", ".3f"),
            ("target", "target", ""), ("identical_sequences", "identical", "")]
 
 

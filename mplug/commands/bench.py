@@ -19,6 +19,15 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers") from None
 
 
+def _batch(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: an integer or 'auto'") from None
+
+
 def _strs(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
@@ -52,7 +61,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("train", help="Table 6: samples/s, peak memory, FLOPs per sample and MFU, cumulative settings")
     _common(p)
     p.add_argument("--model", help="model config (default mplug_base; quick mplug_smoke)")
-    p.add_argument("--batch", type=int, help="micro batch per device (default 64; quick 4)")
+    p.add_argument("--batch", type=_batch, help="micro batch per device, or 'auto': per setting "
+                   "the largest that fits (default 64; quick 4)")
+    p.add_argument("--headroom", type=float, help="--batch auto: fraction of device memory left "
+                   "free (default 0.1)")
+    p.add_argument("--max-batch", type=int, help="--batch auto: cap (default 4096 GPU, 16 CPU)")
     p.add_argument("--image-res", type=int, help="image resolution (default 256; quick: model's)")
     p.add_argument("--text-len", type=int, help="text tokens (default 30; quick 16)")
     p.add_argument("--steps", type=int, help="timed optimizer steps (default 10; quick 2)")
@@ -80,21 +93,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--question-len", type=int, help="VQA question tokens (default 12)")
     p.add_argument("--no-breakdown", dest="breakdown", action="store_false", default=None,
                    help="time end to end only (skip the encoding-alone and decode-only timings)")
+    p.add_argument("--caches", type=_strs, help="also time decode-only with these cached modes: "
+                   "static (fixed-shape KV cache), graph (+ CUDA graphs via torch.compile)")
     p.add_argument("--profile", action="store_true", default=None,
                    help="print torch.profiler's top ops of one cached generate call per task")
     p.set_defaults(func=_generate)
 
-    p = sub.add_parser("retrieval", help="ITM rerank: plain vs cached image K/V")
-    _common(p)
-    p.add_argument("--models", type=_strs, help="default mplug_large,mplug_base")
-    p.add_argument("--k", type=int, help="candidates per image (default 256; quick 64)")
-    p.add_argument("--images", type=int, help="images reranked (default 1)")
-    p.add_argument("--n-visual", type=int, help="visual tokens (default 577; quick 197)")
-    p.add_argument("--n-text", type=int, help="text tokens (default 30)")
-    p.add_argument("--chunk", type=int, help="pairs per fusion call (default 128; quick 64)")
-    p.add_argument("--width", type=int, help="fusion width (default: model's 768; quick 256)")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default fp32")
-    p.set_defaults(func=_retrieval)
+    _register_retrieval(sub)
 
     p = sub.add_parser("video", help="video decoding: frames decoded per second (PyAV, seeking)")
     _common(p)
@@ -104,6 +109,30 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--num-frames", type=int, help="frames sampled per video (default 8)")
     p.add_argument("--videos", type=int, help="decodes per timed repeat (default 4; quick 2)")
     p.set_defaults(func=_video)
+
+
+def _register_retrieval(sub) -> None:
+    p = sub.add_parser("retrieval", help="ITM rerank: plain vs cached image K/V; --full: the whole "
+                       "COCO-5K-shaped evaluation end to end")
+    _common(p)
+    p.add_argument("--full", action="store_true", help="time the whole evaluation (5,000 images, "
+                   "25,000 texts, ITC all pairs, ITM rerank both ways) with a breakdown")
+    p.add_argument("--models", type=_strs, help="default mplug_large,mplug_base")
+    p.add_argument("--model", help="--full: model config (default mplug_large; quick mplug_tiny)")
+    p.add_argument("--k", type=int, help="candidates per image (default 256; quick 64; full quick 8)")
+    p.add_argument("--images", type=int, help="images reranked (default 1; --full 5000, quick 24)")
+    p.add_argument("--texts-per-image", type=int, help="--full: captions per image (default 5)")
+    p.add_argument("--image-res", type=int, help="--full: default the model's (mplug_large 336)")
+    p.add_argument("--text-len", type=int, help="--full: text tokens (default 30; quick 12)")
+    p.add_argument("--batch", type=int, help="--full: images/texts per encoder call (default 64)")
+    p.add_argument("--no-compare", dest="compare", action="store_false", default=None,
+                   help="--full with --dtype bf16/fp16: skip the fp32 run it is compared with")
+    p.add_argument("--n-visual", type=int, help="visual tokens (default 577; quick 197)")
+    p.add_argument("--n-text", type=int, help="text tokens (default 30)")
+    p.add_argument("--chunk", type=int, help="pairs per fusion call (default 128; quick 64)")
+    p.add_argument("--width", type=int, help="fusion width (default: model's 768; quick 256)")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default fp32")
+    p.set_defaults(func=_retrieval)
 
 
 def _options(cls, args: argparse.Namespace, names: list[str]):
@@ -139,8 +168,9 @@ def _fusion(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from mplug.bench.train import TrainBenchOptions, run_train, summary
 
-    opts = _options(TrainBenchOptions, args, ["model", "batch", "image_res", "text_len", "steps",
-                                              "warmup", "settings", "queue_size", "distill"])
+    opts = _options(TrainBenchOptions, args, ["model", "batch", "headroom", "max_batch", "image_res",
+                                              "text_len", "steps", "warmup", "settings", "queue_size",
+                                              "distill"])
     return _finish(args, run_train(opts), summary)
 
 
@@ -150,11 +180,18 @@ def _generate(args: argparse.Namespace) -> int:
     opts = _options(GenerateBenchOptions, args, [
         "model", "tasks", "batch", "image_res", "width", "vision_width", "vision_layers",
         "decoder_layers", "beam_size", "caption_min", "caption_max", "vqa_max", "question_len",
-        "breakdown", "profile"])
+        "breakdown", "profile", "caches"])
     return _finish(args, run_generate(opts), summary)
 
 
 def _retrieval(args: argparse.Namespace) -> int:
+    if args.full:
+        from mplug.bench.retrieval_full import FullRetrievalOptions, run_full_retrieval
+        from mplug.bench.retrieval_full import summary as full_summary
+
+        opts = _options(FullRetrievalOptions, args, ["model", "images", "texts_per_image", "image_res",
+                                                     "text_len", "k", "batch", "chunk", "dtype", "compare"])
+        return _finish(args, run_full_retrieval(opts), full_summary)
     from mplug.bench.retrieval import RetrievalBenchOptions, run_retrieval, summary
 
     opts = _options(RetrievalBenchOptions, args, ["models", "k", "images", "n_visual", "n_text",

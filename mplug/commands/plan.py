@@ -6,7 +6,7 @@ import argparse
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="run config YAML (e.g. config/config.yaml)")
-    parser.add_argument("--bench", help="`mplug bench train` JSON: its best samples_per_s gives durations")
+    parser.add_argument("--bench", help="`mplug bench train` JSON: its start-up and best FLOP/s give durations")
     parser.add_argument("--json", metavar="PATH", help="also write the plan as JSON here")
     parser.set_defaults(func=run)
 

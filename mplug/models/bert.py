@@ -37,12 +37,14 @@ class BertEmbeddings(nn.Module):
         self.register_buffer("position_ids", torch.arange(cfg.max_position)[None], persistent=False)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                past_length: int = 0) -> torch.Tensor:
+                past_length: int = 0, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """`positions` (1, L): position ids given as a tensor (a static KV cache's device-side
+        position, so that a captured decoding step needs no host integer)."""
         length = input_ids.size(1)
         if past_length + length > self.position_ids.size(1):
             raise ValueError(f"sequence of {past_length + length} tokens exceeds max_position "
                              f"{self.position_ids.size(1)}")
-        pos = self.position_ids[:, past_length:past_length + length]
+        pos = self.position_ids[:, past_length:past_length + length] if positions is None else positions
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = (self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)

@@ -110,9 +110,16 @@ class TextDecoder(nn.Module):
             raise ValueError("decoder needs encoder_states or cross_kv")
         b, length = input_ids.shape
         cache = past if isinstance(past, KVCache) else None
-        past_len = cache.length if cache is not None else (past[0][0].size(2) if past else 0)
-        h = self.bert.embeddings(input_ids, past_length=past_len)  # (R, L, D)
-        if attention_mask is None and length == 1:
+        static = cache is not None and cache.static
+        # a StaticKVCache's position is a device tensor: no host integer inside a captured step
+        past_len = 0 if static else cache.length if cache is not None else (past[0][0].size(2) if past else 0)
+        if static and attention_mask is not None:
+            raise ValueError("a StaticKVCache decodes without attention_mask (no padded prefixes)")
+        h = self.bert.embeddings(input_ids, past_length=past_len,
+                                 positions=cache.positions(length, input_ids.device) if static else None)
+        if static:  # fixed-size keys: the unwritten slots and the future are masked
+            self_mask = cache.key_mask(length, h.dtype, h.device)
+        elif attention_mask is None and length == 1:
             self_mask = None  # one new token at the end sees every cached key: nothing to mask
         else:
             self_mask = causal_mask(attention_mask, length, past_len + length, b, h.device, h.dtype)
@@ -137,7 +144,7 @@ class TextDecoder(nn.Module):
                 h, present = layer(h, self_mask, encoder_states, enc_mask, kv, layer_past, use_cache)
             if use_cache and cache is None:
                 presents.append(present)
-        if cache is not None:
+        if cache is not None and not static:  # a StaticKVCache is advanced by its owner, outside
             cache.advance(length)
         logits = self.cls.predictions(h)  # (R, L, V)
         loss = None

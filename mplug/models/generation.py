@@ -9,7 +9,12 @@ alive, as official), an image is done when its TOP beam emits EOS (or at max_len
 - `use_cache=True` keeps a preallocated self-attention key/value cache (mplug/models/kv_cache.py)
   and projects each image's cross-attention K/V once, shared by its beams by folding them into
   the query axis (official recomputes the whole prefix for every beam at every step);
-  `use_cache=False` is that plain recompute path and gives the same sequences (tested).
+  `use_cache=False` is that plain recompute path and gives the same sequences (tested);
+- `use_cache="static"`: a StaticKVCache (fixed shapes, device-side position: the step's shapes
+  never change while the alive rows stay) and `use_cache="graph"`: that step compiled with
+  `torch.compile(mode="reduce-overhead")`, i.e. captured as a CUDA graph per row count and
+  replayed (GRAPH_COMPILE; CUDA only in effect, untested without a GPU). Both give the plain
+  path's sequences (static tested on the CPU); `True` (the dynamic cache) stays the default.
 Nothing here disables autograd: SCST calls beam_search with gradients enabled.
 """
 from __future__ import annotations
@@ -18,9 +23,44 @@ import torch
 import torch.nn.functional as F
 
 from mplug.models.decoder import TextDecoder
-from mplug.models.kv_cache import KVCache
+from mplug.models.kv_cache import KVCache, StaticKVCache
 
 NEG = -1e20
+CACHE_MODES = (False, True, "dynamic", "static", "graph")
+# how use_cache="graph" compiles the cached step: CUDA graphs through torch.compile (tests on a
+# CPU swap in another backend)
+GRAPH_COMPILE = {"mode": "reduce-overhead", "dynamic": False}
+
+
+def _cache_mode(use_cache) -> str | None:
+    """use_cache -> None (plain), 'dynamic', 'static' or 'graph' (any non-string: its truth)."""
+    if not isinstance(use_cache, str):
+        return "dynamic" if use_cache else None
+    if use_cache not in CACHE_MODES:
+        raise ValueError(f"use_cache={use_cache!r}: use one of {CACHE_MODES}")
+    mode = use_cache
+    if mode != "dynamic" and torch.is_grad_enabled():
+        raise ValueError(f"use_cache={mode!r} writes in place: decode under torch.no_grad() "
+                         "(SCST's grad-mode beams use use_cache=True)")
+    return mode
+
+
+def _decode_step(decoder: TextDecoder, cache: KVCache, inputs: torch.Tensor, mask, kv) -> torch.Tensor:
+    """inputs (R, T) new tokens -> next-token logits (R, V), through the cache."""
+    out = decoder(inputs, None, None, mask, past=cache, use_cache=True, cross_kv=kv)
+    return out.logits[:, -1]
+
+
+_COMPILED: dict = {}
+
+
+def _compiled_step():
+    """`_decode_step` under torch.compile(**GRAPH_COMPILE), compiled once per process (and per
+    GRAPH_COMPILE), so that generate calls reuse its graphs instead of recompiling."""
+    key = tuple(sorted(GRAPH_COMPILE.items()))
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(_decode_step, **GRAPH_COMPILE)
+    return _COMPILED[key]
 
 
 class _Rows:
@@ -33,16 +73,25 @@ class _Rows:
     self-attention keys/values live in a preallocated KVCache reordered with the beams."""
 
     def __init__(self, decoder: TextDecoder, states: torch.Tensor, mask: torch.Tensor | None,
-                 use_cache: bool, max_tokens: int = 0):
-        self.decoder, self.states, self.mask, self.use_cache = decoder, states, mask, use_cache
+                 use_cache, max_tokens: int = 0):
+        mode = _cache_mode(use_cache)
+        self.decoder, self.states, self.mask, self.use_cache = decoder, states, mask, mode is not None
         self.n_images = states.size(0)
         self.kv_img = self.cache = None
-        if use_cache:
+        self._step = self._cached_step
+        if mode is not None:
             # an all-ones mask adds nothing: drop it (one fewer op per layer and step)
             if mask is not None and bool(mask.all()):
                 self.mask = None
             self.kv_img = decoder.project_cross_kv(states)  # per layer (B, H, N, d), ONCE
-            self.cache = KVCache(len(decoder.layers), max_tokens)
+            n = len(decoder.layers)
+            self.cache = KVCache(n, max_tokens) if mode == "dynamic" else StaticKVCache(n, max_tokens)
+        if mode == "graph":
+            step = _compiled_step()
+            self._step = lambda inputs, m, kv: step(self.decoder, self.cache, inputs, m, kv)
+
+    def _cached_step(self, inputs: torch.Tensor, mask, kv) -> torch.Tensor:
+        return _decode_step(self.decoder, self.cache, inputs, mask, kv)
 
     def select(self, images: torch.Tensor, k: int) -> None:
         """Set the alive images (ascending indices into the original batch), each repeated k
@@ -67,10 +116,16 @@ class _Rows:
         """seq (R, T) -> next-token logits (R, V)."""
         if not self.use_cache:
             return self.decoder(seq, None, self.rows_states, self.rows_mask).logits[:, -1]
-        inputs = seq if self.cache.length == 0 else seq[:, -1:]
-        out = self.decoder(inputs, None, None, self.rows_mask, past=self.cache, use_cache=True,
-                           cross_kv=self.rows_kv)
-        return out.logits[:, -1]
+        if self.cache.length == 0:  # the prompt: once, not compiled (its own shape)
+            inputs, step = seq, self._cached_step
+        else:
+            inputs, step = seq[:, -1:], self._step
+            if self.cache.static:
+                inputs = inputs.contiguous()  # the same strides at every step: no recompile
+        logits = step(inputs, self.rows_mask, self.rows_kv)
+        if self.cache.static:  # advanced here, outside a captured step (no host integer inside)
+            self.cache.advance(inputs.size(1))
+        return logits
 
 
 def _prompt(prompt_ids, bos: int, b: int, device) -> torch.Tensor:
@@ -103,7 +158,7 @@ def _pad_stack(seqs: list[torch.Tensor], pad: int, device) -> torch.Tensor:
 def beam_search(decoder: TextDecoder, encoder_states: torch.Tensor,
                 encoder_mask: torch.Tensor | None = None, *, bos: int = 101, eos: int = 102,
                 pad: int = 0, beam_size: int = 5, min_length: int = 1, max_length: int = 10,
-                length_penalty: float = 0.6, num_return: int = 1, use_cache: bool = True,
+                length_penalty: float = 0.6, num_return: int = 1, use_cache: bool | str = True,
                 prompt_ids: torch.Tensor | None = None,
                 logits_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """encoder_states (B, N, D), encoder_mask (B, N) 1/0. prompt_ids (P,) or (B, P) starting with
@@ -179,7 +234,7 @@ def beam_search(decoder: TextDecoder, encoder_states: torch.Tensor,
 def greedy(decoder: TextDecoder, encoder_states: torch.Tensor,
            encoder_mask: torch.Tensor | None = None, *, bos: int = 101, eos: int = 102,
            pad: int = 0, min_length: int = 1, max_length: int = 10, length_penalty: float = 0.6,
-           use_cache: bool = True, prompt_ids: torch.Tensor | None = None,
+           use_cache: bool | str = True, prompt_ids: torch.Tensor | None = None,
            logits_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Argmax decoding. Returns ids (B, T) after the prompt (padded with `pad` after EOS) and
     scores (B,): summed log-probability / GNMT penalty at the final length (= beam_size 1)."""

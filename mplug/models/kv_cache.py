@@ -12,7 +12,8 @@ Two modes, chosen by whether autograd records (SCST backpropagates through beam 
   buffers that are then swapped in (no allocation while the row count stays the same);
 - functional (autograd on): torch.cat / index_select into new tensors, as a plain cache would,
   because in-place writes would invalidate tensors saved for backward.
-Both return the same values (tested).
+Both return the same values (tested). `StaticKVCache` (below) keeps every step's shapes fixed
+for CUDA-graph capture of the decoding step.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ KV = tuple[torch.Tensor, torch.Tensor]
 
 class KVCache:
     """Keys/values of `n_layers` self-attention layers; at most `max_length` tokens (in place)."""
+
+    static = False  # StaticKVCache: fixed shapes, a device-side position (CUDA graphs)
 
     def __init__(self, n_layers: int, max_length: int, inplace: bool | None = None):
         self.n_layers, self.max_length = n_layers, max_length
@@ -92,3 +95,75 @@ class LayerSlot:
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> KV:
         return self.cache.update(self.layer, k, v)
+
+
+class StaticKVCache(KVCache):
+    """Fixed shapes for every decoding step, so that a step can be captured as a CUDA graph.
+
+    Per layer zero-initialised (R, H, T_max, d) buffers that attention reads WHOLE; the write
+    position is a device tensor `pos` (advanced in place, so a captured graph sees the new value
+    on replay) and the not-yet-written slots are hidden by `key_mask` (additive, finfo.min: they
+    get softmax weight exactly 0, and the zeros behind them keep 0 x value finite). `reorder`
+    copies back into the same buffers while the row count stays (fixed addresses, as graphs
+    need). Same keys/values as KVCache for the written slots (tested); in place only (no
+    autograd: SCST's grad-mode decoding uses the functional KVCache)."""
+
+    static = True
+
+    def __init__(self, n_layers: int, max_length: int):
+        super().__init__(n_layers, max_length, inplace=True)
+        self.pos: torch.Tensor | None = None  # () long: tokens cached, on the device
+
+    def _position(self, device) -> torch.Tensor:
+        if self.pos is None:
+            self.pos = _static(torch.zeros((), dtype=torch.long, device=device))
+        return self.pos
+
+    def positions(self, n: int, device) -> torch.Tensor:
+        """(1, n) absolute positions of the next n tokens (the embeddings' position ids)."""
+        return (self._position(device) + torch.arange(n, device=device))[None]
+
+    def key_mask(self, n: int, dtype: torch.dtype, device) -> torch.Tensor:
+        """(1, 1, n, T_max) additive: query i (absolute pos + i) sees keys j <= pos + i."""
+        q = self.positions(n, device)[0][:, None]  # (n, 1)
+        keys = torch.arange(self.max_length, device=device)[None]  # (1, T_max)
+        neg = torch.tensor(torch.finfo(dtype).min, dtype=dtype, device=device)
+        return torch.where(keys <= q, torch.zeros((), dtype=dtype, device=device), neg)[None, None]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> KV:
+        """k, v (R, H, T, d) written at [pos, pos + T); returns the whole buffers (R, H, T_max, d).
+        Reads no host integer (the bound is checked by `advance`, outside a captured step)."""
+        if self.k[layer] is None:
+            shape = (k.size(0), k.size(1), self.max_length, k.size(3))
+            self.k[layer], self.v[layer] = _static(k.new_zeros(shape)), _static(v.new_zeros(shape))
+        idx = self.positions(k.size(2), k.device)[0]
+        self.k[layer].index_copy_(2, idx, k)
+        self.v[layer].index_copy_(2, idx, v)
+        return self.k[layer], self.v[layer]
+
+    def advance(self, n: int) -> None:
+        """Called by the cache's owner after each step (the decoder does not: see its forward)."""
+        if self.length + n > self.max_length:
+            raise ValueError(f"KV cache holds {self.max_length} tokens; step needs {self.length + n}")
+        self.length += n
+        self._position(self.k[0].device if self.k[0] is not None else "cpu").add_(n)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        if self.k[0] is None:
+            return
+        for i in range(self.n_layers):
+            k, v = self.k[i].index_select(0, rows), self.v[i].index_select(0, rows)
+            if k.shape == self.k[i].shape:  # same rows: into the same memory (graph addresses)
+                self.k[i].copy_(k)
+                self.v[i].copy_(v)
+            else:  # images finished: fewer rows, new buffers (a new graph for the new shape)
+                self.k[i], self.v[i] = _static(k), _static(v)
+
+
+def _static(t: torch.Tensor) -> torch.Tensor:
+    """Mark a cache buffer as living at a fixed address, so that torch.compile's CUDA graphs
+    (mode="reduce-overhead") may write it in place instead of skipping the graph."""
+    mark = getattr(torch._dynamo, "mark_static_address", None)
+    if mark is not None:
+        mark(t)
+    return t

@@ -17,6 +17,14 @@ PRECISIONS = ("bf16", "fp16", "fp32")
 _NEVER_PRINT = 10**9  # DeepSpeed prints its own step lines every `steps_per_print`; we log ourselves
 
 
+COMPILE_MODES = ("off", "on", "auto")
+
+
+def compile_enabled(mode: str, device_type: str) -> bool:
+    """`train.compile` resolved for the device the engine runs on."""
+    return mode == "on" or (mode == "auto" and device_type == "cuda")
+
+
 @dataclass
 class EngineConfig:
     """`train.engine` in the YAML."""
@@ -31,6 +39,10 @@ class EngineConfig:
     # torch.utils.checkpoint when the model config says grad_checkpointing (as the official code),
     # so this only matters for partitioning activations across model-parallel ranks.
     partition_activations: bool = False
+    # torch.compile of the model (nn.Module.compile: in place, state-dict keys unchanged):
+    # off | on | auto (= on for CUDA only). Default off: no GPU measurement shows it faster yet
+    # (docs/benchmarks.md), and on the CPU compiling costs more than a short run gains.
+    compile: str = "off"
 
     def validate(self, where: str = "train.engine") -> "EngineConfig":
         checks = [
@@ -41,6 +53,7 @@ class EngineConfig:
              f"{where}.grad_clip={self.grad_clip!r}: must be a number >= 0 (0 disables clipping)"),
             (isinstance(self.grad_accum, int) and self.grad_accum >= 1,
              f"{where}.grad_accum={self.grad_accum!r}: must be an integer >= 1"),
+            (self.compile in COMPILE_MODES, f"{where}.compile={self.compile!r}: use one of {COMPILE_MODES}"),
             (not self.offload_optimizer or self.zero_stage >= 1,
              f"{where}.offload_optimizer needs zero_stage >= 1 (got {self.zero_stage})"),
         ]

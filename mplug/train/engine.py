@@ -68,6 +68,7 @@ def build_engine(model: "torch.nn.Module", optim_cfg: OptimConfig, engine_cfg: E
     if accelerator == "cpu" and engine_cfg.precision == "bf16" and not _cpu_has_bf16():
         log.warning("bf16 requested but this CPU has no native bf16 support; it will be slow")
     optimizer = build_optimizer(model, optim_cfg)
+    _maybe_compile(model, engine_cfg.compile, accelerator)
     _patch_zero_dim_broadcast()
     import logging
 
@@ -88,6 +89,21 @@ def build_engine(model: "torch.nn.Module", optim_cfg: OptimConfig, engine_cfg: E
     if dist.is_main:
         log.info("%s; engine built in %.1f s", info.describe(), info.init_seconds)
     return engine, info
+
+
+def _maybe_compile(model, mode: str, accelerator: str) -> bool:
+    """torch.compile the model in place when `train.compile` asks for it on this device.
+    nn.Module.compile (not torch.compile(model)) keeps the parameter names, so checkpoints and
+    exported weights are those of the eager model; DeepSpeed's engine calls the compiled module.
+    Graph breaks (the queue pointer's .item(), data-dependent hard negatives) fall back to eager
+    for those ops only."""
+    from mplug.train.deepspeed_config import compile_enabled
+
+    if not compile_enabled(mode, "cuda" if accelerator == "cuda" else accelerator):
+        return False
+    model.compile()
+    log.info("train.compile=%s: the model's forward is compiled (torch.compile, inductor)", mode)
+    return True
 
 
 def _zero3_momentum(model) -> None:

@@ -33,6 +33,7 @@ from mplug.train.checkpoint import find_checkpoint, load_checkpoint, save_checkp
 from mplug.train.deepspeed_config import EngineConfig
 from mplug.train.distributed import any_rank, barrier, detect
 from mplug.train.engine import build_engine, export_state_dict, module_dtype, to_device
+from mplug.train.loss_log import LossBuffer
 from mplug.train.optim import OptimConfig
 from mplug.train.sampler import BatchPlan
 from mplug.utils.io import atomic_write_json, atomic_write_text
@@ -124,33 +125,6 @@ def _memory_mb() -> dict[str, float]:
     return out
 
 
-def _scalars(losses: dict) -> dict[str, float]:
-    import torch
-
-    out = {}
-    for key, value in losses.items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            out[key] = float(value.detach().float().item())
-        elif isinstance(value, (int, float)):
-            out[key] = float(value)
-    return out
-
-
-def _mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
-    """Average logged scalars over data-parallel ranks (one small all-reduce per step)."""
-    import torch
-
-    if not values or not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
-        return values
-    keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
-    if os.environ.get("DS_ACCELERATOR") == "cuda":
-        t = t.cuda()
-    torch.distributed.all_reduce(t)
-    t /= torch.distributed.get_world_size()
-    return dict(zip(keys, t.tolist()))
-
-
 def _truncate_log(path: Path, step: int) -> list[dict]:
     """Keep log records up to `step` (a resumed run redoes the steps after its checkpoint)."""
     if not path.is_file():
@@ -240,6 +214,9 @@ def fit(model, dataset, collate_fn, loop: LoopConfig, optim: OptimConfig, engine
         with contextlib.nullcontext(preemption) if preemption else _Preemption() as pre:
             preempted_by = run.train(pre, telemetry)
     finally:
+        if run.losses is not None and len(run.losses):  # a failed run: log the steps it finished
+            with contextlib.suppress(Exception):  # never hide the error that stopped the run
+                run.flush(telemetry)
         telemetry.close()
     if preempted_by is not None:
         name = _signal_name(preempted_by)
@@ -336,11 +313,14 @@ class _Telemetry:
             for k, v in rec.items():
                 if k not in ("step", "epoch"):
                     self.writer.add_scalar(f"train/{k}", v, step)
+        if self.bar and step % self.log_every == 0:
+            self.bar.set_postfix(loss=f"{rec.get('loss', float('nan')):.4f}",
+                                 sps=f"{rec['samples_per_s']:.1f}")
+
+    def tick(self) -> None:
+        """One optimizer step done (its record may come later, with the next flush)."""
         if self.bar:
             self.bar.update(1)
-            if step % self.log_every == 0:
-                self.bar.set_postfix(loss=f"{rec.get('loss', float('nan')):.4f}",
-                                     sps=f"{rec['samples_per_s']:.1f}")
 
     def close(self) -> None:
         for handle in (self.bar, self.jsonl, self.writer):
@@ -366,6 +346,12 @@ class _Run:
     step_fn: StepFn
     run_info: dict[str, Any]
     keeper: Any = None
+    losses: LossBuffer | None = None  # steps whose records wait for the next flush
+
+    def flush(self, telemetry: "_Telemetry") -> None:
+        """Write the buffered steps' records: one host copy + one all-reduce for all of them."""
+        for rec in self.losses.flush():
+            telemetry.record(rec, [k for k in rec if k not in ("step", "epoch")])
 
     def train(self, pre: "_Preemption", telemetry: _Telemetry) -> int | None:
         """Run to total_steps; return the signal that stopped it early (checkpoint written)."""
@@ -375,6 +361,7 @@ class _Run:
                             f"{self.state['step']}; rerun the same command with --resume latest "
                             f"(exit code {EXIT_PREEMPTED} asks SLURM/Snakemake to requeue)")
         self.engine.train()
+        self.losses = LossBuffer(self.engine_cfg.grad_accum)
         epochs = math.ceil(self.total_steps / self.plan.steps_per_epoch)
         while self.state["step"] < self.total_steps and self.state["epoch"] < epochs:
             epoch = self.state["epoch"]
@@ -400,36 +387,40 @@ class _Run:
 
     def _epoch(self, epoch: int, pre: "_Preemption", telemetry: _Telemetry) -> int | None:
         state, loop = self.state, self.loop
-        acc: dict[str, float] = {}
         t_step = time.perf_counter()
         for batch in self._loader(epoch):
-            losses = self._micro_step(epoch, batch, acc)
+            self._micro_step(epoch, batch)
             if state["micro_in_epoch"] % self.engine_cfg.grad_accum:
                 continue  # not an accumulation boundary: DeepSpeed did not step yet
             state["step"] += 1
             state["samples"] += loop.batch_size
             now = time.perf_counter()
-            telemetry.record(self._step_record(epoch, acc, now - t_step), losses)
-            t_step, acc = now, {}
+            self.losses.end_step(self._step_record(epoch, now - t_step))
+            telemetry.tick()
+            t_step = now
             done = state["step"] >= self.total_steps
             if state["micro_in_epoch"] >= self.plan.micro_batches_per_epoch:
                 state["epoch"], state["micro_in_epoch"] = epoch + 1, 0
+            if done or state["step"] % loop.log_every == 0:
+                self.flush(telemetry)  # the losses' only host sync
             if self.keeper and self.keeper.due(state["step"], done, state):
                 # before this step's checkpoint, which then holds the best
+                self.flush(telemetry)
                 self.keeper.run(self.engine, state, telemetry.writer)
             if any_rank(pre.signal is not None):
-                self.checkpoint()
+                self.checkpoint(telemetry)
                 return pre.signal or signal.SIGTERM
             end_of_epoch = state["micro_in_epoch"] == 0
             if not done and ((loop.save_every and state["step"] % loop.save_every == 0)
                              or (end_of_epoch and not loop.save_every)):
-                self.checkpoint()
+                self.checkpoint(telemetry)
             if done:
                 break
+        self.flush(telemetry)  # a stream that ran short
         return None
 
-    def _micro_step(self, epoch: int, batch: dict, acc: dict[str, float]) -> dict:
-        """Forward + backward of one micro batch; its rank-mean losses are added to `acc`."""
+    def _micro_step(self, epoch: int, batch: dict) -> None:
+        """Forward + backward of one micro batch; its losses stay on the device (self.losses)."""
         from mplug.data.collate import count_bad
 
         state = self.state
@@ -440,18 +431,19 @@ class _Run:
         losses = self.step_fn(self.engine, to_device(batch, self.engine.device, module_dtype(self.engine)), ctx)
         self.engine.backward(losses["loss"])
         self.engine.step()
-        for k, v in _mean_over_ranks(_scalars(losses)).items():
-            acc[k] = acc.get(k, 0.0) + v / self.engine_cfg.grad_accum
+        self.losses.add_micro(losses)
         state["micro_in_epoch"] += 1
-        return losses
 
-    def _step_record(self, epoch: int, acc: dict[str, float], seconds: float) -> dict:
+    def _step_record(self, epoch: int, seconds: float) -> dict:
+        """The step's record but its losses (LossBuffer adds them when it flushes)."""
         groups = self.engine.optimizer.param_groups
         lrs = {f"lr_{g.get('name', str(i))}": g["lr"] for i, g in enumerate(groups)}
-        return {"step": self.state["step"], "epoch": epoch, **acc, **lrs,
+        return {"step": self.state["step"], "epoch": epoch, **lrs,
                 "samples_per_s": self.loop.batch_size / max(seconds, 1e-9), **_memory_mb()}
 
-    def checkpoint(self) -> Path:
+    def checkpoint(self, telemetry: "_Telemetry") -> Path:
+        # the log first: a resumed run keeps the records up to the checkpoint's step
+        self.flush(telemetry)
         return save_checkpoint(self.engine, self.out, self.state["step"], dict(self.state, run=self.run_info),
                                rank=self.dist.rank, keep=self.loop.keep_checkpoints)
 

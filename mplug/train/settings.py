@@ -8,7 +8,8 @@ zero_stage, grad_checkpointing, image_res, max_text_len, num_workers, log_every,
 objectives, queue_size, momentum, temp, embed_dim, alpha, distill, mlm_prob, rand_augment,
 hflip, prompt, scst{reward,baseline,beam_size,min_length,max_length,length_penalty,grad_path,
 use_cache}, grounding{bins,loss_weighting}, train_splits (VQA), eval_every + batch_size_eval
-(keep-best evaluation; captioning only, other tasks log that it is not acted on). Read but not
+(keep-best evaluation; captioning only, other tasks log that it is not acted on), compile
+(true|false|auto: torch.compile of the model; auto = CUDA only; default false). Read but not
 acted on (logged): crop_scale (the data transforms fix the official 0.2/0.5 scales),
 add_ocr/add_object (need OCR/object fields the loaders do not read), num_frames (no video training).
 """
@@ -29,7 +30,7 @@ KNOWN_KEYS = {
     "log_every", "save_every", "eval_every", "objectives", "queue_size", "momentum", "temp",
     "embed_dim", "alpha", "distill", "mlm_prob", "crop_scale", "rand_augment", "hflip", "add_ocr",
     "add_object", "prompt", "scst", "grounding", "num_frames", "grad_accum", "offload_optimizer",
-    "warmup_epochs", "train_splits",
+    "warmup_epochs", "train_splits", "compile",
 }
 NOT_ACTED_ON = ("crop_scale", "add_ocr", "add_object", "num_frames")
 VQA_SPLITS = ("train", "val", "vg_qa")
@@ -84,7 +85,8 @@ def parse_train_settings(d: Mapping[str, Any], seed: int, where: str = "train") 
     engine = EngineConfig.from_dict({
         "zero_stage": d.get("zero_stage", 2), "precision": d.get("precision", "bf16"),
         "grad_clip": 0.0 if clip is None else float(clip), "grad_accum": int(d.get("grad_accum", 1)),
-        "offload_optimizer": bool(d.get("offload_optimizer", False))}, where)
+        "offload_optimizer": bool(d.get("offload_optimizer", False)),
+        "compile": _compile_mode(d.get("compile", "off"))}, where)
     model_over: dict[str, Any] = {"image_res": _int(d, "image_res", where)}
     for key, target in (("queue_size", "queue_size"), ("momentum", "momentum"), ("temp", "temp"),
                         ("embed_dim", "embed_dim"), ("alpha", "alpha"), ("distill", "distill"),
@@ -107,6 +109,11 @@ def parse_train_settings(d: Mapping[str, Any], seed: int, where: str = "train") 
         objectives=tuple(d.get("objectives") or ()), scst=_scst(d, where),
         train_splits=_train_splits(d, where), batch_size_eval=int(d.get("batch_size_eval", 64)),
         grounding=grounding, ignored={k: d[k] for k in NOT_ACTED_ON if k in d}, raw=dict(d))
+
+
+def _compile_mode(value: Any) -> Any:
+    """YAML 1.1 reads a bare `compile: on` / `off` as a boolean: take either spelling."""
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 def _int(d: Mapping[str, Any], key: str, where: str) -> int:

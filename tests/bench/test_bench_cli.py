@@ -81,10 +81,10 @@ def test_bench_generate_json(tmp_path, capsys):
 def test_bench_generate_without_breakdown(tmp_path):
     data = _run(tmp_path, ["generate", "--model", "mplug_tiny", "--tasks", "caption",
                            "--caption-max", "3", "--batch", "1", "--beam-size", "2",
-                           "--repeats", "1", "--no-breakdown"])
+                           "--repeats", "1", "--no-breakdown", "--caches", "static"])
     row = data["rows"][0]
-    assert row["identical_sequences"] is True and _pos(row["speedup"])
-    assert "encode_s" not in row and "profile" not in data
+    assert row["identical_sequences"] is True and _pos(row["speedup"])  # static's ids included
+    assert "encode_s" not in row and "profile" not in data and _pos(row["static_decode_s"])
 
 
 def test_bench_train_json_and_table6(tmp_path, capsys):

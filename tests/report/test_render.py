@@ -228,23 +228,26 @@ def test_unavailable_metric_shows_its_reason_not_malformed(tmp_path):
 
 
 def test_plan_vs_actual_section_against_smoke_config(tmp_path):
+    """The plan section: start-up + compute = planned, beside Snakemake's benchmark seconds and
+    the trainer's wall_seconds, and their ratio."""
+    from mplug.plan import flops_per_sample
+
     job, spec = next(iter(CFG["pretrain"].items()))
-    for ds in spec["datasets"]:
-        p = tmp_path / mcfg.data_stats(CFG, ds)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps({"examples": 360}))
     bench = tmp_path / mcfg.bench_json(CFG, "train")
     bench.parent.mkdir(parents=True, exist_ok=True)
-    bench.write_text(json.dumps({"hardware": "fixture", "rows": [{"setting": "baseline", "samples_per_s": 3.0}]}))
+    bench.write_text(json.dumps({"hardware_name": "fixture", "startup_s": 5.0, "rows": [
+        {"setting": "baseline", "samples_per_s": 3.0, "flops_per_sample": 1e8}]}))
+    tsv = tmp_path / mcfg.rule_benchmark(CFG, "pretrain", "mplug_smoke", job)
+    tsv.parent.mkdir(parents=True, exist_ok=True)
+    tsv.write_text("s\th:m:s\tmax_rss\n60.0\t0:01:00\t700.0\n")
     summ = tmp_path / mcfg.checkpoint_dir(CFG, "mplug_smoke", job) / "summary.json"
     summ.parent.mkdir(parents=True, exist_ok=True)
     summ.write_text(json.dumps({"wall_seconds": 50.0}))
     _, _, html = _report(tmp_path)
     section = html.split('id="plan"')[1].split("<h2")[0]
-    res = mcfg.rule_resources(CFG, "pretrain", spec.get("resources"))
-    gpus = max(res.get("nodes", 1) * res.get("gpus_per_node", 0), 0)
     assert f"<td>{job}</td><td>mplug_smoke</td>" in section
-    assert "<td>50.0</td>" in section
-    planned = 360 * spec["train"]["epochs"] / (3.0 * max(gpus, 1))  # samples / (samples/s x GPUs or 1 CPU)
-    assert f"<td>{planned:.1f}</td>" in section
-    assert f"<td>{planned / 50.0:.2f}</td>" in section
+    compute = (spec["train"]["max_steps"] * spec["train"]["batch_size"]  # a CPU job: 1 process
+               * flops_per_sample(CFG, "mplug_smoke", "pretrain", spec) / (3.0 * 1e8))
+    for value in (5.0, compute, 5.0 + compute, 60.0, 50.0):
+        assert f'<td class="num">{value:.1f}</td>' in section, value
+    assert f'<td class="num">{(5.0 + compute) / 60.0:.2f}</td>' in section
