@@ -90,8 +90,26 @@ def miniaturise(paper: dict, hparams: str | None = None) -> dict:
     for bench in mini["bench"].values():
         bench["quick"] = True
         bench.pop("resources", None)
+        if _batch_search(bench):
+            bench["args"] = [*bench["args"], *AUTO_BATCH_CAP]
     mini["report"]["banner"] = BANNER
     return mini
+
+
+# `--batch auto` searches up to 16 samples per CPU step by default: a size, shrunk like the rest
+AUTO_BATCH_CAP = ("--max-batch", "2")
+
+
+def _batch_search(bench: dict) -> bool:
+    args = [str(a) for a in bench.get("args") or []]
+    return any(a == "--batch" and b == "auto" for a, b in zip(args, args[1:]))
+
+
+def _without_batch_cap(cfg: dict) -> None:
+    for bench in cfg.get("bench", {}).values():
+        args = list(bench.get("args") or [])
+        if _batch_search(bench) and tuple(args[-2:]) == AUTO_BATCH_CAP:
+            bench["args"] = args[:-2]
 
 
 def _rename_archs(cfg: dict, names: dict[str, str]) -> None:
@@ -146,6 +164,7 @@ def structural_differences(paper: dict, mini: dict) -> list[str]:
     (architecture names compared through `registry.MINIATURE`); [] for a true miniature."""
     norm = copy.deepcopy(mini)
     _rename_archs(norm, {m: p for p, m in _archs().items()})
+    _without_batch_cap(norm)
     a, b = _leaves(paper), _leaves(norm)
     paths = sorted(set(a) | set(b), key=lambda p: [str(x) for x in p])
     return [".".join(map(str, p)) + f": {a.get(p, '(absent)')!r} -> {b.get(p, '(absent)')!r}"

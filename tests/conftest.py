@@ -1,5 +1,5 @@
 """Project-wide fixtures. `smoke_run`: the smoke DAG, run once per session, shared by every test
-that needs a finished uninterrupted run (tests/e2e, tests/reliability/test_dag.py).
+that needs a finished uninterrupted run (tests/e2e, tests/reliability/test_dag_kill_resume.py).
 
 The DAG runs as a user runs it (`snakemake all --profile profiles/smoke --configfile
 config/smoke.yaml`) with this checkout's Snakefile and profile, but in a fresh working directory

@@ -271,7 +271,7 @@ def _open(url: str, offset: int, timeout: float):
             return _RangeNotSatisfiable(content_range)
         if code in (404, 410):
             raise NotFoundError(f"{url}: HTTP {code} not found; the host may have moved it (see "
-                                f"shared/reference/datasets.md for mirrors)") from None
+                                f"docs/datasets.md for the dataset's own page)") from None
         if code in (401, 403):
             raise ForbiddenError(f"{url}: HTTP {code} refused; the host needs registration or the link "
                                  f"expired") from None

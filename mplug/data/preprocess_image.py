@@ -1,4 +1,4 @@
-"""Image-task converters: official raw layouts (datasets.md) -> normalised records."""
+"""Image-task converters: official raw layouts (docs/datasets.md) -> normalised records."""
 from __future__ import annotations
 
 import collections

@@ -75,7 +75,7 @@ def msrvtt_qa(ctx: PreprocessRun) -> dict:
 
 
 def msvd_qa(ctx: PreprocessRun) -> dict:
-    # MSVD ships .avi; mPLUG's loader wants .mp4 (datasets.md 0.2): take a transcoded .mp4 when present
+    # MSVD ships .avi; mPLUG's loader wants .mp4 (docs/datasets.md): take a transcoded .mp4 when present
     return _video_qa(ctx, "msvd_qa", "msvd_qa", ctx.src / "msvd" / "YouTubeClips", (".mp4", ".avi"))
 
 

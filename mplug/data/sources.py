@@ -1,7 +1,8 @@
 """Where every dataset and official file of the paper comes from.
 
 One `Source` per downloadable unit (`mplug data download NAME`). Everything here is taken from
-`shared/reference/datasets.md` and `official-mplug.md` section 4.1; hosts may have moved since.
+the datasets' own pages and repositories (docs/datasets.md) and the official mPLUG README
+(github.com/alibaba/AliceMind, mPLUG/README.md); hosts may have moved since.
 
 Checksums:
 - `sha256` / `md5` set on a `FileSpec` are *pinned*: published by the owner or a named third
@@ -98,7 +99,7 @@ def _unc(name: str, ts: str, sha: str) -> FileSpec:
 
 
 _SOURCES: tuple[Source, ...] = (
-    # ---- official mPLUG release (official-mplug.md 4.1); nothing published about sizes/hashes
+    # ---- official mPLUG release (AliceMind mPLUG/README.md); nothing published about sizes/hashes
     Source("mplug_base", "direct", "mPLUG base checkpoint (mplug.en.base, 350M)", "Apache-2.0 (AliceMind)",
            (FileSpec("mplug_base.pth", f"{ALICE}/mplug_base.pth"),)),
     Source("mplug_large", "direct", "mPLUG large checkpoint (mplug.en.large, 600M)", "Apache-2.0 (AliceMind)",

@@ -12,7 +12,7 @@ shaped for the config's architectures, in the formats the real files have:
   config.json), the synthetic world's vocab.txt and a tokenizer_config.json;
 - mPLUG: the official `{"model": state_dict}` layout (visual_encoder.visual.*, text_encoder.bert.*,
   the pre-training head under text_encoder.cls, 12 built fusion layers of which the first 6 never
-  run, the CLIP text tower inside visual_encoder) - the names of ../shared/reference/official-keys.
+  run, the CLIP text tower inside visual_encoder) - the names of tests/models/fixtures/official-keys/.
 
     mplug data synth-weights clip_vit_b16 --config config/miniature.yaml --dest resources/
 """

@@ -1,8 +1,8 @@
 """The synthetic world: scenes of coloured shapes, their rendering, and a grammar over them.
 
-Made to be learnable by a tiny model in a CPU smoke budget (see the project's
-smoke-learnability notes): few, large, well-separated objects; each object in its own column
-(left/middle/right); colours distinct within an image, so a colour always resolves a reference.
+Made to be learnable by a tiny model in a CPU smoke budget (docs/smoke-world.md): few, large,
+well-separated objects; each object in its own column (left/middle/right); colours distinct
+within an image, so a colour always resolves a reference.
 
 Everything takes an explicit `random.Random`, so a seed fixes every byte.
 """

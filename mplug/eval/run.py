@@ -1,7 +1,7 @@
 """Evaluation runs: a checkpoint on a task split -> predictions file + metrics JSON with provenance.
 
 `evaluate(task, checkpoint, data, split, out, settings)` is what `mplug evaluate` calls. Generation
-settings default to the official code (official-mplug.md section 3); the paper's variants are
+settings default to the official task scripts (AliceMind mPLUG/*_mplug.py); the paper's variants are
 named options (`EvalSettings.paper_caption()`: beam 10 / max 20). The model is built with
 `mplug.models.build_model(settings.model, <model task>)` and loaded with weights_only safety.
 

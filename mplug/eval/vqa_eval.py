@@ -1,6 +1,6 @@
 """The official VQA v2 accuracy (GT-Vision-Lab `vqaEval.py`, byte-identical in ALBEF and mPLUG).
 
-Reproduced rule by rule (official-mplug.md section 6):
+Reproduced rule by rule (AliceMind mPLUG/vqaTools/vqaEval.py):
 - the prediction is stripped, punctuation-processed and digit/article-processed;
 - the 10 ground-truth answers get the punctuation step only, and only when they are not all
   identical (so an all-identical ground truth is compared verbatim);

@@ -1,7 +1,8 @@
 """Official mPLUG checkpoints (and CLIP + BERT initial weights) -> our state dicts.
 
 Our module names mirror the official ones, so conversion is mostly a rename
-(see docs/architecture.md and /work/shared/reference/official-mplug.md section 4):
+(see docs/architecture.md, the official key lists in tests/models/fixtures/official-keys/ and the
+official loaders' renaming, AliceMind mPLUG/vqa_mplug.py and grounding_mplug.py):
 
 * pre-training wrappers: `text_encoder.bert.` -> `text_encoder.`, `fusion_encoder.fusion.` ->
   `fusion_encoder.`, and the pre-training MLM head `text_encoder.cls.` -> `mlm_head.`;

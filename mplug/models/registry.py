@@ -51,7 +51,7 @@ def _tiny() -> MPLUGConfig:
 
 
 def _smoke() -> MPLUGConfig:
-    # smoke DAG: learns the synthetic shapes world on CPU in minutes (smoke-learnability.md).
+    # smoke DAG: learns the synthetic shapes world on CPU in minutes (docs/smoke-world.md).
     # 3 fusion layers with stride 2 -> relative layer 2 is connected.
     return MPLUGConfig(
         name="mplug_smoke",
@@ -79,7 +79,7 @@ def _large_mini() -> MPLUGConfig:
                        grad_checkpointing=False)
 
 
-# paper architecture -> its miniature (mplug.miniature, tests/models/test_registry.py)
+# paper architecture -> its miniature (mplug.miniature, tests/workflow/test_miniature.py)
 MINIATURE = {"mplug_base": "mplug_base_mini", "mplug_large": "mplug_large_mini"}
 
 register("mplug_base", _base, "ViT-B/16 @384, 6 text / 6 fusion (stride 3) / 12 decoder layers")

@@ -1,4 +1,4 @@
-"""Where the official code differs from the paper (reference: official-mplug.md §0 and §5), and
+"""Where the official code (AliceMind mPLUG/configs, task scripts) differs from the paper, and
 what the run's config chose. Each entry names the run-config keys that select the behaviour and
 the section they live in (keys of workflow/schemas/config.schema.yaml); the report shows the
 values this run resolved to, or says that the harness has no option and which behaviour it uses.

@@ -1,6 +1,6 @@
 """The DeepSpeed config dict, built from the YAML `train.engine` section (never hand-kept).
 
-Defaults follow the official `configs/ds_config.json` (official-mplug.md 5.2): ZeRO stage 2 with
+Defaults follow the official `mPLUG/configs/ds_config.json` (github.com/alibaba/AliceMind): ZeRO stage 2 with
 `overlap_comm: false`, bf16, gradient clipping 1.0, `zero_allow_untested_optimizer` (we pass a
 torch AdamW, which also avoids compiling DeepSpeed's cpu_adam op on the CPU). The official
 `train_batch_size` is a placeholder; here it is exact: micro batch x accumulation x world size.

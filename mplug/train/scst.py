@@ -1,6 +1,6 @@
 """Self-critical sequence training (SCST) for captioning: the official caption_mplug_scst.py.
 
-Official loop (official-mplug.md 3.2): beam search WITH gradients returns K = beam_size
+Official loop (AliceMind mPLUG/caption_mplug_scst.py): beam search WITH gradients returns K = beam_size
 hypotheses per image; reward r = CIDEr of each against all the image's references; baseline b =
 mean reward of the image's K beams; `loss = -mean((beam_score / num_tokens) * (r - b))`, where
 beam_score is the beam's length-penalised cumulative log-probability,

@@ -1,5 +1,5 @@
 """What the caption scorer sees: the official decoding strips only [CLS]/[SEP]/[PAD] and keeps
-[UNK] (official-mplug.md: the captioning scripts' post-processing); the HF convention skips every
+[UNK] (the official captioning scripts, e.g. mPLUG/caption_mplug.py); the HF convention skips every
 special token and stays available."""
 from pathlib import Path
 

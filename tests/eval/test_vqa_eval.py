@@ -1,4 +1,4 @@
-"""VQA accuracy vs hand-computed cases (official vqaEval.py rules, official-mplug.md s.6)."""
+"""VQA accuracy vs hand-computed cases (official mPLUG/vqaTools/vqaEval.py rules)."""
 import pytest
 
 from mplug.eval.vqa_eval import (normalize_answer, process_punctuation, question_accuracy,

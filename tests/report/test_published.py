@@ -4,8 +4,8 @@ import pytest
 from mplug.errors import ConfigError
 from mplug.report.published import load_published, parse_lr, parse_number, table_path
 
-# Expected rows = printed numeric cells, counted by reading /work/shared/paper/mplug-paper.txt
-# model by model ('-' cells are not rows):
+# Expected rows = printed numeric cells, counted in the paper's tables (arXiv 2205.12005,
+# Tables 1-12) model by model ('-' cells are not rows):
 EXPECTED_ROWS = {
     # T1: Enc-Dec 3 (C, NoCaps C, S) + E2E-VLP 2 + VinVL 10 + OSCAR 6 (CIDEr opt 4 + NoCaps 2)
     #     + SimVLM 4 + LEMON 10 + BLIP 4 + OFA 4 + mPLUG 10

@@ -105,7 +105,7 @@ def test_pretraining_resumes_exactly_from_a_mid_epoch_checkpoint(world, tmp_path
 
 
 def test_scst_step_baseline_is_the_mean_reward_of_the_beams(world):
-    """SCST (official-mplug.md 3.2): advantage = reward - mean reward of the image's beams, so a
+    """SCST (official mPLUG/caption_mplug_scst.py): advantage = reward - mean reward of the image's beams, so a
     constant reward gives exactly zero loss, and a reward that favours some beams gives a
     gradient on the decoder."""
     from types import SimpleNamespace

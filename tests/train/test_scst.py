@@ -1,4 +1,4 @@
-"""SCST (official-mplug.md 3.2): backprop through beam search (official) vs teacher-forced
+"""SCST (official mPLUG/caption_mplug_scst.py): backprop through beam search (official) vs teacher-forced
 rescoring of the same hypotheses. Without dropout they must give the same beam scores, the same
 loss and the same gradients; the length penalty and the [CLS]-inclusive token count included."""
 from __future__ import annotations

@@ -41,6 +41,8 @@ def test_the_miniature_differs_from_the_paper_config_only_in_sizes(paper, hparam
     assert mini["pretrained"]["official"] == paper["pretrained"]["official"]
     assert sorted(mini["pretrained"]["init"]["clip"].values()) == sorted(paper["pretrained"]["init"]["clip"].values())
     assert mini["tokenizer"] == paper["tokenizer"] and mini["data"]["datasets"] == paper["data"]["datasets"]
+    # Table 6 searches its batch as the paper run does, up to a miniature's batch
+    assert mini["bench"]["train"]["args"] == [*paper["bench"]["train"]["args"], "--max-batch", "2"]
 
 
 @pytest.mark.parametrize("change", [
@@ -49,6 +51,7 @@ def test_the_miniature_differs_from_the_paper_config_only_in_sizes(paper, hparam
     ("finetune", "caption_scst", "train", "scst", "grad_path", "sample"),
     ("models", "mplug_base", "stride", 2),
     ("pretrained", "source", "official"),
+    ("bench", "train", "args", ["--batch", "8"]),
 ])
 def test_a_structural_change_is_reported(paper, change):
     mini = miniaturise(paper)

@@ -13,7 +13,7 @@ from mplug.train.settings import parse_train_settings
 
 PAPER = ROOT / "config" / "config.yaml"
 SMOKE = ROOT / "config" / "smoke.yaml"
-# official-mplug.md 5.1: schedular.warmup_epochs of each official fine-tuning config
+# schedular.warmup_epochs of each official fine-tuning config (AliceMind mPLUG/configs/*.yaml)
 OFFICIAL_WARMUP_EPOCHS = {"vqa": 4, "caption_ce": 4, "caption_scst": 4, "retrieval_coco": 1,
                           "retrieval_flickr": 1, "grounding_mixed": 20, "grounding_refcoco": 20}
 

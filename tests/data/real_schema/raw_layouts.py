@@ -1,7 +1,7 @@
 """Tiny raw downloads in each dataset's PUBLISHED schema, laid out under resources/<source>/ as
 `mplug data download` leaves them (archives already extracted). Every writer names the
 documentation it follows; the field names, nesting, types, file names and id formats are those
-of the real files (shared/reference/datasets.md, section numbers below), with a few records each.
+of the real files (docs/datasets.md, the section each writer names), with a few records each.
 Images are small real JPEG/PNG files (PIL), videos real H.264 .mp4 / XVID .avi files
 (mplug/data/video_write.py). Extra fields the converters do not read are written too, so a
 converter that trips over the real layout shows here.
@@ -98,13 +98,13 @@ def coco_name(split: str, image_id: int) -> str:
     return f"COCO_{split}_{image_id:012d}.jpg"
 
 
-# ---------------------------------------------------------------------- COCO images (§1, §7)
+# ------------------------------------------------------------------------------- COCO images
 COCO_IMAGES = {"train2014": (9, 25, 30), "val2014": (42, 73, 74)}
 TEST2015 = (1, 14)  # test-dev2015 holds 1 only
 
 
 def coco(root: Path) -> None:
-    """resources/coco/{train2014,val2014}/COCO_<split>_<12-digit id>.jpg (datasets.md §1: the zips
+    """resources/coco/{train2014,val2014}/COCO_<split>_<12-digit id>.jpg (datasets.md "COCO 2014": the zips
     extract to these folder and file names) and resources/coco_test2015/test2015/."""
     for split, ids in COCO_IMAGES.items():
         for k, i in enumerate(ids):
@@ -113,7 +113,7 @@ def coco(root: Path) -> None:
         image(root / "coco_test2015" / "test2015" / coco_name("test2015", i), (200, 40 * k, 90))
 
 
-# ------------------------------------------------------------------- Karpathy splits (§8, §10)
+# ----------------------------------------------------------------------------- Karpathy splits
 
 def _sentences(raws: list[str], imgid: int, first: int) -> list[dict]:
     return [{"tokens": r.lower().rstrip(".").split(), "raw": r, "imgid": imgid, "sentid": first + k}
@@ -121,7 +121,7 @@ def _sentences(raws: list[str], imgid: int, first: int) -> list[dict]:
 
 
 def coco_karpathy(root: Path) -> None:
-    """caption_datasets.zip -> dataset_coco.json (datasets.md §8: {"images": [{"filepath",
+    """caption_datasets.zip -> dataset_coco.json (datasets.md "Karpathy splits": {"images": [{"filepath",
     "filename", "split": train|restval|val|test, "sentences": [{"raw", "tokens", ...}], "cocoid"}]}
     plus imgid/sentids and the top-level "dataset" key of the real file)."""
     rows = [("train2014", 9, "train"), ("val2014", 42, "restval"), ("val2014", 73, "val"), ("val2014", 74, "test")]
@@ -138,7 +138,7 @@ FLICKR = {"1000092795": "train", "10002456": "train", "1007129816": "val", "1009
 
 
 def flickr30k(root: Path) -> None:
-    """dataset_flickr30k.json (datasets.md §10: Karpathy format without filepath/cocoid, file
+    """dataset_flickr30k.json (datasets.md "Karpathy splits": Karpathy format without filepath/cocoid, file
     names "<flickr id>.jpg") and flickr30k-images/<id>.jpg (the Illinois tarball's folder)."""
     images = []
     for imgid, (fid, split) in enumerate(FLICKR.items()):
@@ -149,12 +149,12 @@ def flickr30k(root: Path) -> None:
     write_json(root / "flickr30k" / "dataset_flickr30k.json", {"images": images, "dataset": "flickr30k"})
 
 
-# ------------------------------------------------------------------------------- NoCaps (§9)
+# ------------------------------------------------------------------------------------ NoCaps
 NOCAPS = {"0013ea2087020901": "in-domain", "00223e9d5a4e1b0c": "near-domain", "003d8b1f4c04b3d3": "out-domain"}
 
 
 def nocaps(root: Path) -> None:
-    """nocaps_val_4500_captions.json (datasets.md §9: COCO style, images[{id, file_name, coco_url,
+    """nocaps_val_4500_captions.json (datasets.md "NoCaps": COCO style, images[{id, file_name, coco_url,
     open_images_id, height, width, domain}], annotations[{image_id, id, caption}], 10 per image);
     images fetched to images/val/<file_name> (LAVIS download_nocaps.py layout)."""
     images, anns = [], []
@@ -170,7 +170,7 @@ def nocaps(root: Path) -> None:
                 "images": images, "annotations": anns})
 
 
-# ---------------------------------------------------------------------- VQA v2 + VG-QA (§7, §2)
+# ------------------------------------------------------------------------------- VQA v2 + VG-QA
 
 def _questions(subtype: str, items: list[tuple[int, int, str]]) -> dict:
     return {"info": {"description": "This is v2.0 of the VQA dataset.", "version": "2.0", "year": 2017},
@@ -191,7 +191,7 @@ def _annotations(subtype: str, items: list[tuple[int, int, str, str]]) -> dict:
 
 
 def vqa_v2(root: Path) -> None:
-    """The extracted v2_*_mscoco.zip files (datasets.md §7: v2_OpenEnded_mscoco_<subtype>_questions.json
+    """The extracted v2_*_mscoco.zip files (datasets.md "VQA v2": v2_OpenEnded_mscoco_<subtype>_questions.json
     {info, task_type, data_type, data_subtype, license, questions[{image_id, question, question_id}]},
     v2_mscoco_<subtype>_annotations.json with 10 {answer, answer_confidence, answer_id} per question;
     question_id = image_id * 1000 + k), LXMERT's minival.json ({answer_type, img_id, label, question_id,
@@ -215,7 +215,7 @@ def vqa_v2(root: Path) -> None:
 
 
 def vg(root: Path) -> None:
-    """Visual Genome v1.2 (datasets.md §2): VG_100K/ and VG_100K_2/ images, question_answers.json
+    """Visual Genome v1.2 (datasets.md "Visual Genome"): VG_100K/ and VG_100K_2/ images, question_answers.json
     [{id, qas[{a_objects, question, image_id, qa_id, answer, q_objects}]}], region_descriptions.json
     [{regions[{region_id, width, height, image_id, phrase, y, x}], id}], image_data.json
     [{width, url, height, image_id, coco_id, flickr_id}] (VG image 2 is COCO 74, a Karpathy test image)."""
@@ -241,7 +241,7 @@ def vg(root: Path) -> None:
          "image_id": 2, "coco_id": 74, "flickr_id": 2}])
 
 
-# ---------------------------------------------------------------- RefCOCO / + / g (§11)
+# ---------------------------------------------------------------------- RefCOCO / + / g
 # (folder inside the zip, refs file, splits): refcoco/refcoco+ use unc splits, refcocog umd
 REFER = {"refcoco": ("refcoco", "refs(unc).p", ("train", "val", "testA", "testB")),
          "refcoco_plus": ("refcoco+", "refs(unc).p", ("train", "val", "testA", "testB")),
@@ -250,8 +250,8 @@ BOXES = [[2.13, 3.0, 17.42, 8.37], [20.5, 10.25, 11.5, 13.75], [0.0, 0.0, 9.0, 6
 
 
 def refer(root: Path, source: str) -> None:
-    """The lichengunc/refer zips (datasets.md §11): <name>/instances.json (COCO style: images
-    [{license, file_name, coco_url, height, width, date_captured, flickr_url, id}], annotations
+    """The lichengunc/refer zips (datasets.md "RefCOCO, RefCOCO+, RefCOCOg"): <name>/instances.json
+    (COCO style: images [{license, file_name, coco_url, height, width, date_captured, flickr_url, id}], annotations
     [{segmentation, area, iscrowd, image_id, bbox [x,y,w,h], category_id, id}], categories) and
     refs(<splitBy>).p, a Python 2 pickle of [{sent_ids, file_name, ann_id, ref_id, image_id, split,
     sentences[{tokens, raw, sent_id, sent}], category_id}]; ref file_name carries the ann id suffix.
@@ -279,10 +279,10 @@ def refer(root: Path, source: str) -> None:
     (folder / refs_name).write_bytes(py2_pickle(refs))
 
 
-# ------------------------------------------------------------------------------- NLVR2 (§12)
+# ------------------------------------------------------------------------------------- NLVR2
 
 def nlvr2(root: Path) -> None:
-    """lil-lab/nlvr nlvr2/data/{train,dev,test1}.json, JSON lines (datasets.md §12: sentence,
+    """lil-lab/nlvr nlvr2/data/{train,dev,test1}.json, JSON lines (datasets.md "NLVR2": sentence,
     left_url, right_url, label "True"/"False", identifier split-set_id-pair_id-sentence_id, writer,
     validation, extra_validations, synset, query, directory (train only)); images
     images/train/<directory>/<split-set-pair>-img0.png, images/{dev,test1}/... ("*.png" files are
@@ -309,10 +309,10 @@ def nlvr2(root: Path) -> None:
         write_jsonl(nl / f"{split}.json", out)
 
 
-# ------------------------------------------------------------------------------ SNLI-VE (§13)
+# ------------------------------------------------------------------------------------ SNLI-VE
 
 def albef_data(root: Path) -> None:
-    """ALBEF data.tar.gz -> data/ve_{train,dev,test}.json (datasets.md §13: [{"image": "<flickr id
+    """ALBEF data.tar.gz -> data/ve_{train,dev,test}.json (datasets.md "SNLI-VE": [{"image": "<flickr id
     without .jpg>", "sentence": hypothesis, "label": entailment|neutral|contradiction}]) over the
     flickr30k images. (The other ALBEF files are not read by preprocessing.)"""
     for split, fid in (("train", "1000092795"), ("dev", "1007129816"), ("test", "1009434119")):
@@ -322,11 +322,11 @@ def albef_data(root: Path) -> None:
             {"image": fid, "sentence": "The men are brothers.", "label": "neutral"}])
 
 
-# ----------------------------------------------------------------- MSR-VTT, MSVD, VATEX (§14-17)
+# -------------------------------------------------------------------------- MSR-VTT, MSVD, VATEX
 
 def msrvtt(root: Path) -> None:
     """Frozen-in-Time MSRVTT.zip -> MSRVTT/videos/all/videoNNNN.mp4 (H.264) and CLIP4Clip
-    msrvtt_data.zip -> msrvtt_data/MSRVTT_JSFUSION_test.csv (datasets.md §14: header
+    msrvtt_data.zip -> msrvtt_data/MSRVTT_JSFUSION_test.csv (datasets.md "MSR-VTT": header
     key,vid_key,video_id,sentence; rows like ret0,msr9770,video9770,<sentence>; one caption a video;
     a sentence with a comma is quoted)."""
     for k, vid in enumerate(("video7010", "video7011")):
@@ -339,7 +339,7 @@ def msrvtt(root: Path) -> None:
 
 
 def alpro_data(root: Path) -> None:
-    """ALPRO data.zip -> data/{msrvtt_qa,msvd_qa}/txt/test.jsonl (datasets.md §15-16: JSON lines
+    """ALPRO data.zip -> data/{msrvtt_qa,msvd_qa}/txt/test.jsonl (datasets.md "MSRVTT-QA and MSVD-QA": JSON lines
     {"answer", "question", "video_id", "answer_type"}, no question id) and train_ans2label.json
     ({answer: label id})."""
     base = root / "alpro_data" / "data"
@@ -358,13 +358,14 @@ MSVD = ("-4wsuPCjDBc_5_15", "0lh_UWF9ZP4_62_69")
 
 
 def msvd(root: Path) -> None:
-    """YouTubeClips.tar -> YouTubeClips/<YouTubeID>_<start>_<end>.avi, XVID (datasets.md §16)."""
+    """YouTubeClips.tar -> YouTubeClips/<YouTubeID>_<start>_<end>.avi, XVID (datasets.md "MSRVTT-QA
+    and MSVD-QA")."""
     for k, vid in enumerate(MSVD):
         write_video(root / "msvd" / "YouTubeClips" / f"{vid}.avi", frames=10 + k, width=32, height=24)
 
 
 def vatex(root: Path) -> None:
-    """vatex_public_test_english_v1.1.json (datasets.md §17: [{"videoID": "<YouTubeID>_<start>_<end>",
+    """vatex_public_test_english_v1.1.json (datasets.md "VATEX": [{"videoID": "<YouTubeID>_<start>_<end>",
     "enCap": [10 English captions]}], start/end zero-padded to 6 digits) and videos/<videoID>.mp4
     crawled by the user; one listed video is gone (private/deleted), as expected on YouTube."""
     present = "Ptf_2VRj-V0_000122_000132"
@@ -374,7 +375,7 @@ def vatex(root: Path) -> None:
         {"videoID": "G9zN5TTuGO4_000179_000189", "enCap": [f"A man plays the drums {k}." for k in range(10)]}])
 
 
-# ---------------------------------------------------------- web-scale sets: img2dataset output (§0.3)
+# ----------------------------------------------------------------- web-scale sets: img2dataset output
 
 def _jpeg_bytes(color) -> bytes:
     buf = io.BytesIO()
@@ -383,7 +384,8 @@ def _jpeg_bytes(color) -> bytes:
 
 
 def webscale(root: Path, source: str) -> None:
-    """What `img2dataset --output_format webdataset` leaves (datasets.md §0.3): shards/00000.tar with
+    """What `img2dataset --output_format webdataset` leaves (datasets.md "General", web-scale sets):
+    shards/00000.tar with
     {key}.jpg, {key}.txt, {key}.json per downloaded sample (key = 5-digit shard + 4-digit index; a
     failed URL leaves no member), 00000.parquet beside it and 00000_stats.json
     {count, successes, failed_to_download, failed_to_resize, ...}."""
