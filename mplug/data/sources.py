@@ -285,24 +285,25 @@ class DocumentedSize:
     source: str
 
 
-# Figures from shared/reference/datasets.md (its section named) unless said otherwise.
+# Figures from each dataset's own paper or page (docs/datasets.md, the section named) unless
+# said otherwise.
 DOCUMENTED_TRAIN: dict[str, DocumentedSize] = {
     "coco_caption": DocumentedSize({"train": 567_000}, "Karpathy train: 113K images / 567K captions, "
-                                   "paper Table 12, datasets.md 8"),
+                                   "paper Table 12, docs/datasets.md Karpathy"),
     "coco_retrieval": DocumentedSize({"train": 567_000}, "Karpathy train: 113K images / 567K captions, "
-                                     "paper Table 12, datasets.md 10"),
+                                     "paper Table 12, docs/datasets.md Karpathy"),
     "flickr_retrieval": DocumentedSize({"train": 145_000}, "Karpathy train: 29K images x 5 captions, "
-                                       "datasets.md 10"),
+                                       "docs/datasets.md Karpathy"),
     "vqa": DocumentedSize({"train": 443_757, "val": 214_354, "vg_qa": 1_700_000},
-                          "VQA v2 train/val questions, datasets.md 7; VG-QA 1.7M QA pairs, Krishna et "
+                          "VQA v2 train/val questions, docs/datasets.md VQA v2; VG-QA 1.7M QA pairs, Krishna et "
                           "al. 2017 (vg_qa.json's own count unverified)"),
-    "refcoco": DocumentedSize({"train": 120_624}, "RefCOCO unc train expressions, datasets.md 11"),
-    "refcoco+": DocumentedSize({"train": 120_191}, "RefCOCO+ unc train expressions, datasets.md 11 "
+    "refcoco": DocumentedSize({"train": 120_624}, "RefCOCO unc train expressions, docs/datasets.md RefCOCO"),
+    "refcoco+": DocumentedSize({"train": 120_191}, "RefCOCO+ unc train expressions, docs/datasets.md RefCOCO "
                                "(unverified)"),
-    "refcocog": DocumentedSize({"train": 80_512}, "RefCOCOg umd train expressions, datasets.md 11 "
+    "refcocog": DocumentedSize({"train": 80_512}, "RefCOCOg umd train expressions, docs/datasets.md RefCOCO "
                                "(unverified)"),
-    "nlvr2": DocumentedSize({"train": 86_373}, "NLVR2 train statements, datasets.md 12 (unverified)"),
-    "snli_ve": DocumentedSize({"train": 529_527}, "SNLI-VE train pairs, datasets.md 13 (README)"),
+    "nlvr2": DocumentedSize({"train": 86_373}, "NLVR2 train statements, docs/datasets.md NLVR2 (unverified)"),
+    "snli_ve": DocumentedSize({"train": 529_527}, "SNLI-VE train pairs, docs/datasets.md SNLI-VE (README)"),
 }
 
 
