@@ -26,9 +26,10 @@ pytestmark = MARKS
 MODEL = next(iter(mcfg.enabled_models(CFG)))
 STAGES = mcfg.enabled_models(CFG)[MODEL]["pretrain"]  # [pretrain_14m, pretrain_4m]
 PRETRAIN = mcfg.checkpoint_path(CFG, MODEL, STAGES[0])
-# The smoke config with a shorter first pretraining (120 -> 40 steps: 30-60 s of training here),
-# more than a one-minute job with a 30 s lead has time for (the time-limit test).
-STEPS = 40
+# The smoke config with a shorter first pretraining (120 -> 80 steps: 45-110 s of training here),
+# more than a one-minute job with a 30 s lead has time for (the time-limit test; 40 steps took
+# 22 s on a quiet CI machine and finished just before the alarm).
+STEPS = 80
 
 
 def _write_config(path: Path, edit=None) -> Path:
