@@ -11,10 +11,13 @@ wall time, measured where the run has a bench (`mplug bench train` JSON), else a
 - FLOPs per sample: the job's own analytic step (mplug.models.flops.train_step_flops with its
   task, batch, text length, resolution, model stride/schedule): a fine-tuning step costs a third
   of a pretraining step, so the bench's samples/s cannot be used as is;
-- FLOP/s per GPU, measured: the bench's best row (samples_per_s x its flops_per_sample), on the
-  bench's hardware, assumed to scale linearly per GPU; assumed (no bench JSON): the configured
-  gpu_model's datasheet dense peak in the job's precision (mplug.bench.mfu.PEAK_TFLOPS) x an
-  assumed MFU (ASSUMED_MFU, `mplug plan --assume-mfu`);
+- FLOP/s per GPU, measured: samples_per_s x flops_per_sample of the bench row that runs as the
+  job does (its precision, gradient checkpointing and ZeRO stage; MeasuredBench.rate), on the
+  bench's hardware, assumed to scale linearly per GPU. A step's FLOP/s grows with its micro batch
+  (mplug_smoke on 1 CPU thread: 48 samples/s at 4, 100 at 32), so a bench meant for planning
+  runs at the jobs' batch (config/smoke.yaml `bench.train.args`); the source notes a mismatch;
+  assumed (no bench JSON): the configured gpu_model's datasheet dense peak in the job's
+  precision (mplug.bench.mfu.PEAK_TFLOPS) x an assumed MFU (ASSUMED_MFU, `mplug plan --assume-mfu`);
 - start-up: the bench's `startup_s` (a fresh process that imports the training stack, builds the
   model and engine and writes a checkpoint and the weights), paid once per job; none when assumed.
   What the model leaves out (the job's data loading, periodic checkpoints, small-batch efficiency)
@@ -46,7 +49,7 @@ ASSUMED_MFU = 0.35
 
 @dataclass(frozen=True)
 class BenchRate:
-    """What a `mplug bench train` JSON says about this hardware."""
+    """FLOP/s per GPU for one job: a bench row's measurement or an assumption."""
 
     flops_per_s: float
     startup_s: float | None
@@ -54,7 +57,37 @@ class BenchRate:
     assumed: bool = False  # True: a datasheet peak x an assumed MFU, not a measurement
 
 
-def bench_rate(path: str) -> BenchRate:
+# the fields a job's train settings and a bench row share, most decisive first: fp32 vs bf16
+# moves a GPU's FLOP/s several-fold, recomputation ~1.3x, the ZeRO stage little on one device
+_ROW_FIELDS = (("precision", "fp32"), ("grad_checkpointing", False), ("zero_stage", 0))
+
+
+@dataclass(frozen=True)
+class MeasuredBench:
+    """What a `mplug bench train` JSON says about this hardware: its rows and start-up."""
+
+    rows: tuple[dict, ...]
+    startup_s: float | None
+    path: str
+    hardware: str | None
+
+    def rate(self, train: dict) -> BenchRate:
+        """FLOP/s of the row that runs as the job does (precision, then grad checkpointing, then
+        ZeRO stage; the fastest among equals), noting a micro batch other than the job's."""
+        want = [train.get(k, default) for k, default in _ROW_FIELDS]
+
+        def key(row: dict) -> tuple:
+            return (*(row.get(k) == w for (k, _), w in zip(_ROW_FIELDS, want)), row["samples_per_s"])
+
+        row = max(self.rows, key=key)
+        note = ""
+        if row.get("batch") and train.get("batch_size") and row["batch"] != train["batch_size"]:
+            note = f", micro batch {row['batch']} vs the job's {train['batch_size']}"
+        return BenchRate(row["samples_per_s"] * row["flops_per_sample"], self.startup_s,
+                         f"bench {self.path} ({row.get('setting')}{note}, {self.hardware})")
+
+
+def read_bench(path: str) -> MeasuredBench:
     try:
         data = json.loads(Path(path).read_text())
         rows = [r for r in data["rows"] if r.get("samples_per_s") and r.get("flops_per_sample")]
@@ -62,10 +95,8 @@ def bench_rate(path: str) -> BenchRate:
         raise DataError(f"{path}: not a `mplug bench train` JSON with rows[].samples_per_s ({err})") from err
     if not rows:
         raise DataError(f"{path}: key rows: no row has samples_per_s and flops_per_sample")
-    best = max(rows, key=lambda r: r["samples_per_s"])
-    hardware = data.get("hardware_name") or data.get("hardware")
-    return BenchRate(best["samples_per_s"] * best["flops_per_sample"], data.get("startup_s"),
-                     f"bench {path} ({best.get('setting')}, {hardware})")
+    return MeasuredBench(tuple(rows), data.get("startup_s"), path,
+                         data.get("hardware_name") or data.get("hardware"))
 
 
 def _documented(cfg: dict, name: str) -> tuple[dict, str] | None:
@@ -168,7 +199,7 @@ def model_job(cfg: dict, rule: str, name: str, job: dict, model: str | None) -> 
     return {**job, "train": mcfg.train_settings(cfg, rule, name, model)}
 
 
-def _row(cfg, stage, name, rule, job, model, rate: BenchRate | None, mfu: float, root: Path) -> dict:
+def _row(cfg, stage, name, rule, job, model, bench: MeasuredBench | None, mfu: float, root: Path) -> dict:
     res = mcfg.rule_resources(cfg, rule, job.get("resources"))
     gpus = res.get("nodes", 1) * res.get("gpus_per_node", 0)
     row = {"stage": stage, "job": name, "model": model, "rule": rule, "gpus": gpus,
@@ -181,6 +212,7 @@ def _row(cfg, stage, name, rule, job, model, rate: BenchRate | None, mfu: float,
     row["samples"], row["samples_source"] = _samples(cfg, rule, job, gpus, root)
     if row["samples"] is None:
         return {**row, "source": "no estimate: " + row["samples_source"]}
+    rate = bench.rate(job["train"]) if bench else None
     if rate is None and gpus:
         rate = assumed_rate(res.get("gpu_model"), job["train"].get("precision", "fp32"), mfu)
     if rate is None:
@@ -225,8 +257,8 @@ def make_plan(cfg: dict, bench: str | None = None, root: Path = Path("."),
               assume_mfu: float = ASSUMED_MFU) -> dict:
     """The plan's rows and totals; without `bench`, GPU jobs run at assumed_rate(.., assume_mfu)."""
     check_mfu(assume_mfu)
-    rate = bench_rate(bench) if bench else None
-    rows = [_row(cfg, stage, name, rule, model_job(cfg, rule, name, job, model), model, rate, assume_mfu, root)
+    measured = read_bench(bench) if bench else None
+    rows = [_row(cfg, stage, name, rule, model_job(cfg, rule, name, job, model), model, measured, assume_mfu, root)
             for stage, name, rule, job, models in _jobs(cfg) for model in models]
     known = [r["gpu_hours"] for r in rows if r["gpu_hours"] is not None]
     return {"run": cfg["run"], "note": PAPER_NOTE, "rows": rows, "assume_mfu": assume_mfu,

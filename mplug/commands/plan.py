@@ -20,7 +20,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     from mplug.plan import ASSUMED_MFU
 
     parser.add_argument("--config", required=True, help="run config YAML (e.g. config/config.yaml)")
-    parser.add_argument("--bench", help="`mplug bench train` JSON: its start-up and best FLOP/s give durations")
+    parser.add_argument("--bench", help="`mplug bench train` JSON: its start-up, and the FLOP/s of "
+                                         "the row run as each job runs, give durations")
     parser.add_argument("--assume-mfu", type=_mfu, default=ASSUMED_MFU, metavar="FRACTION",
                         help="without --bench: FLOP/s per GPU = the configured gpu_model's datasheet "
                              f"dense peak x this MFU, in (0, 1] (default {ASSUMED_MFU:g}, see mplug/plan.py)")

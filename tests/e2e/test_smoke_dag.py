@@ -150,11 +150,12 @@ def test_captioner_looks_at_the_image(smoke_run):
 
 def test_plan_agrees_with_snakemake_benchmarks(smoke_run):
     """Issue 16: each training job's planned wall time (`mplug plan` from this run's own train
-    bench: start-up + samples x FLOPs / FLOP/s) against the wall time Snakemake recorded for the
-    job (its `benchmark:` TSV), both shown in the report. The issue asks for 3x; CI measured
-    11 of 12 jobs inside it, and retrieval_flickr at 3.14x (planned 162.8 s, Snakemake 51.8 s:
-    the FLOP count overrates retrieval steps, ~2-3x, and a job's time moves ~1.6x with what
-    runs beside it on the 2 cores). Asserted: every job within 4x, the median within 2x. SCST
+    bench: start-up + samples x FLOPs / the FLOP/s of the bench row run as the job runs) against
+    the wall time Snakemake recorded for the job (its `benchmark:` TSV), both shown in the report:
+    every job within the issue's 3x, the median within 2x. The bench runs the jobs' micro batch
+    32 (config/smoke.yaml): at the quick default of 4 the plan read every job ~2x slow, and up to
+    4.4x on a loaded CI machine. Measured on a quiet 2-core machine: 0.70-1.20 (the low one is
+    pretrain_14m, the first training job, which JIT-builds DeepSpeed's CPU comm op, ~33 s). SCST
     is planned as "no estimate": its steps took 4.7x their FLOP count's time on the smoke run."""
     from mplug import config as mcfg
     from mplug.plan import plan_vs_actual
@@ -172,8 +173,8 @@ def test_plan_agrees_with_snakemake_benchmarks(smoke_run):
     assert {r["job"] for r in rows} - {r["job"] for r in planned} == scst, rows
     assert all(r["startup_s"] and r["compute_s"] for r in planned), rows  # both parts measured
     table = [(r["job"], round(r["planned_s"], 1), r["snakemake_s"]) for r in planned]
-    off = [t for t, r in zip(table, planned) if not 1 / 4 <= r["ratio"] <= 4]
-    assert not off, f"planned vs Snakemake seconds beyond 4x (job, planned, Snakemake): {off}; all: {table}"
+    off = [t for t, r in zip(table, planned) if not 1 / 3 <= r["ratio"] <= 3]
+    assert not off, f"planned vs Snakemake seconds beyond 3x (job, planned, Snakemake): {off}; all: {table}"
     median = sorted(r["ratio"] for r in planned)[len(planned) // 2]
     assert 1 / 2 <= median <= 2, f"median planned/Snakemake {median:.2f}; all: {table}"
     section = (smoke_run.report / "report.html").read_text().split('id="plan"')[1].split("<h2")[0]
