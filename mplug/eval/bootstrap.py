@@ -13,7 +13,9 @@ units' scores; the interval is the 2.5th / 97.5th percentile of the resampled st
   (minutes to hours on COCO-5K) and changes the score's definition from resample to resample;
   the document frequencies of a 5,000-image corpus move little under resampling, so holding them
   fixed slightly narrows the interval. BLEU and METEOR are corpus-level ratios, not means of
-  per-image scores, and get no interval;
+  per-image scores: each resample recomputes them from the drawn images' sufficient statistics
+  (mplug.eval.corpus_stats; METEOR through the jar's own aggregation), so their intervals are
+  exact for the corpus score's definition;
 - recall@K: queries, per direction (images for TR, captions for IR), resampled independently;
   the means (txt_r_mean, img_r_mean, r_mean) use the same per-direction resamples;
 - grounding: expressions (Acc@0.5 and mean IoU);
@@ -23,7 +25,7 @@ Deterministic for a fixed seed (numpy's PCG64 via `default_rng(seed)`).
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -47,13 +49,25 @@ def resampled_means(scores: np.ndarray, resamples: int = DEFAULT_RESAMPLES,
         raise ValueError("no units to resample")
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    rng = np.random.default_rng(seed)
     out = np.empty((s.shape[0], resamples))
+    lo = 0
+    for idx in index_chunks(n, resamples, seed):
+        out[:, lo:lo + len(idx)] = s[:, idx].mean(axis=2)  # (m, r, n) -> (m, r)
+        lo += len(idx)
+    return out[0] if flat else out
+
+
+def index_chunks(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED):
+    """The resamples' unit indices, (r, n) chunks of at most _CHUNK_CELLS cells; the same `n`
+    and `seed` give the same draws, so statistics over one unit set share their resamples."""
+    if n == 0:
+        raise ValueError("no units to resample")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    rng = np.random.default_rng(seed)
     step = max(1, _CHUNK_CELLS // n)
     for lo in range(0, resamples, step):
-        idx = rng.integers(0, n, size=(min(step, resamples - lo), n))  # (r, n)
-        out[:, lo:lo + len(idx)] = s[:, idx].mean(axis=2)  # (m, r, n) -> (m, r)
-    return out[0] if flat else out
+        yield rng.integers(0, n, size=(min(step, resamples - lo), n))
 
 
 def interval(stats: np.ndarray, level: float = 0.95) -> list[float]:
@@ -114,18 +128,24 @@ def retrieval_ci(txt_ranks: np.ndarray, img_ranks: np.ndarray,
     return out
 
 
-def caption_ci(per_image: Mapping[str, np.ndarray], resamples: int = DEFAULT_RESAMPLES,
+def caption_ci(per_image: Mapping[str, Any], resamples: int = DEFAULT_RESAMPLES,
                seed: int = DEFAULT_SEED) -> dict[str, list[float]]:
     """Images: per-image scores (x100) of the mean-type metrics (CIDEr with fixed document
-    frequencies, ROUGE_L, SPICE) -> intervals. NaN per-image SPICE is left out as its mean does.
-    Metrics may be over different image sets (NoCaps: "in-domain/CIDEr" over the in-domain
-    images, "overall/CIDEr" over all): metrics over one set share the resampled images."""
+    frequencies, ROUGE_L, SPICE) and the corpus statistics (objects with `n`, `names` and
+    `resample(index chunks)`: BLEU, METEOR) -> intervals. NaN per-image SPICE is left out as its
+    mean does. Metrics may be over different image sets (NoCaps: "in-domain/CIDEr" over the
+    in-domain images, "overall/CIDEr" over all): metrics over one set share the resampled images."""
     by_set: dict[int, dict[str, np.ndarray]] = {}
+    out: dict[str, list[float]] = {}
     for k, v in per_image.items():
+        if hasattr(v, "resample"):
+            if v.n:
+                draws = v.resample(index_chunks(v.n, resamples, seed))
+                out.update({name: interval(draws[name]) for name in v.names})
+            continue
         v = np.asarray(v, np.float64)
         if len(v) and not np.isnan(v).any():
             by_set.setdefault(len(v), {})[k] = v
-    out: dict[str, list[float]] = {}
     for group in by_set.values():
         out.update(mean_cis(group, resamples, seed))
-    return {k: out[k] for k in per_image if k in out}
+    return out

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from mplug.eval.corpus_stats import BleuStatistic, MeteorProcess, MeteorStatistic, bleu_counts, meteor_lines
+
 CAPTION_METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
 NOCAPS_DOMAINS = ("in-domain", "near-domain", "out-domain")
 _CORENLP = "stanford-corenlp-3.6.0"
@@ -153,9 +155,10 @@ def score_captions(references: Mapping[Any, Sequence[str]], predictions: Mapping
 
     Returns {"Bleu_1".."Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE"} for the requested
     `metrics`; an unavailable metric has value None and a reason under "unavailable".
-    `per_image`, when given, is filled with {metric: per-image scores x100 in `references` order}
-    for the metrics whose corpus score is their mean (ROUGE_L, CIDEr with the split's document
-    frequencies, SPICE): the unit of the bootstrap (mplug.eval.bootstrap).
+    `per_image`, when given, is filled with what the bootstrap (mplug.eval.bootstrap) resamples,
+    in `references` order: {metric: per-image scores x100} for the metrics whose corpus score is
+    their mean (ROUGE_L, CIDEr with the split's document frequencies, SPICE), and under "Bleu" and
+    "METEOR" the corpus statistics recomputed per resample (mplug.eval.corpus_stats).
     """
     missing = [k for k in references if k not in predictions]
     if missing:
@@ -172,16 +175,18 @@ def score_captions(references: Mapping[Any, Sequence[str]], predictions: Mapping
     out: dict[str, Any] = {}
     unavailable: dict[str, str] = {}
     if "Bleu" in metrics:
-        from pycocoevalcap.bleu.bleu import Bleu
-
-        score, _ = Bleu(4).compute_score(gts, res, verbose=0)
-        out.update({f"Bleu_{i + 1}": 100.0 * float(s) for i, s in enumerate(score)})
+        score, counts = bleu_counts(gts, res)
+        out.update({f"Bleu_{i + 1}": 100.0 * s for i, s in enumerate(score)})
+        if per_image is not None:
+            per_image["Bleu"] = BleuStatistic(counts)
     if "METEOR" in metrics:
-        from pycocoevalcap.meteor.meteor import Meteor
-
-        scorer = Meteor()
-        out["METEOR"] = 100.0 * float(scorer.compute_score(gts, res)[0])
-        del scorer  # stops the JVM
+        process = MeteorProcess()
+        score, lines = meteor_lines(process, gts, res)
+        out["METEOR"] = 100.0 * score
+        if per_image is not None:
+            per_image["METEOR"] = MeteorStatistic(process, lines)  # stops the JVM once resampled
+        else:
+            process.close()
     if "ROUGE_L" in metrics:
         from pycocoevalcap.rouge.rouge import Rouge
 

@@ -54,13 +54,22 @@ def test_smoke_dag_writes_the_report_with_every_table_and_figure(smoke_run):
     assert len(mine) == 4 and (mine.reproduced != "").all(), mine
 
 
+COUNTS = {"n", "k_test", "ci_resamples"}  # and n_*: sizes, not metrics
+
+
 def test_every_evaluation_has_metrics_with_provenance(smoke_run):
+    """Issue 16: every metric of every metrics JSON carries its 95% interval (caption BLEU and
+    METEOR included, recomputed per resample), besides the provenance."""
     smoke_run.check()
     files = sorted(smoke_run.results.glob("*/eval/*/*/metrics.json"))
     assert len(files) >= 26, files  # 18 fine-tuned + 8 zero-shot evaluations in config/smoke.yaml
     for path in files:
         data = json.loads(path.read_text())
         assert data["metrics"], path
+        m = data["metrics"]
+        scores = [k for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                  and k not in COUNTS and not k.startswith("n_")]
+        assert scores and set(scores) <= set(m.get("ci95", {})), (path, scores, m.get("ci95"))
         prov = data["provenance"]
         for key in ("commit", "config_hash", "checkpoint_sha256", "dataset", "split", "size",
                     "hardware", "wall_time_s", "date"):
