@@ -434,38 +434,46 @@ class PretrainShardDataset(IterableDataset):
         shard_ids = list(range(len(self.shards)))
         if self.train:
             random.Random(self._epoch_seed() * 7_919 + 1).shuffle(shard_ids)
-        samples = self._shard_samples(shard_ids[wid::nw], offset)
+        samples = self._shard_records(shard_ids[wid::nw], offset)
         if self.train and self.shuffle_buffer > 1:
             samples = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer,
                                   seed=self._epoch_seed() * 31 + wid)(samples)  # one buffer per worker
-        yield from samples
+        # decoded and augmented only as they leave the buffer: the augmentation's draws from the
+        # global RNG then follow the training steps, so a run resumed mid-epoch (which replays
+        # the stream up to its step and restores the RNG) draws the same ones as the original
+        for record in samples:
+            sample = self._decode(record)
+            if sample is not None:
+                yield sample
 
-    def _shard_samples(self, shard_ids: list[int], offset: int):
-        """(decoded sample) of the given shards in that order, bad ones skipped and counted."""
-        import io
-
+    def _shard_records(self, shard_ids: list[int], offset: int):
+        """The raw samples (image bytes, caption bytes, image_idx) of the shards in that order."""
         import webdataset as wds
 
         for s in shard_ids:
             for n, sample in enumerate(wds.WebDataset([str(self.shards[s])], shardshuffle=False,
                                                       empty_check=False)):
-                key = sample.get("__key__", "?")
-                img_bytes = sample.get("jpg") or sample.get("png") or sample.get("jpeg")
-                try:
-                    if not img_bytes:
-                        raise OSError("no image member")
-                    img = open_rgb(io.BytesIO(img_bytes))
-                    caption = (sample.get("txt") or b"").decode("utf-8").strip()
-                    if not caption:
-                        raise ValueError("empty caption")
-                except (OSError, ValueError) as err:
-                    self.bad_images += 1
-                    log.warning("skipping bad shard sample %s: %s", key, err)
-                    continue
-                yield {"image": self.transform(img),
-                       "text": pre_caption(caption, self.opts.get("max_words", 30)),
-                       "image_idx": offset + self.shard_start[s] + n,
-                       "meta": {"image_id": key, "skipped_bad": 0}}
+                yield {"key": sample.get("__key__", "?"),
+                       "image": sample.get("jpg") or sample.get("png") or sample.get("jpeg"),
+                       "txt": sample.get("txt") or b"", "image_idx": offset + self.shard_start[s] + n}
+
+    def _decode(self, record: dict) -> dict | None:
+        """The training sample of a raw record; None (counted, logged) when it is bad."""
+        import io
+
+        try:
+            if not record["image"]:
+                raise OSError("no image member")
+            img = open_rgb(io.BytesIO(record["image"]))
+            caption = record["txt"].decode("utf-8").strip()
+            if not caption:
+                raise ValueError("empty caption")
+        except (OSError, ValueError) as err:
+            self.bad_images += 1
+            log.warning("skipping bad shard sample %s: %s", record["key"], err)
+            return None
+        return {"image": self.transform(img), "text": pre_caption(caption, self.opts.get("max_words", 30)),
+                "image_idx": record["image_idx"], "meta": {"image_id": record["key"], "skipped_bad": 0}}
 
     def summary(self) -> dict:
         return {"dataset": str(self.root), "split": "train", "examples": len(self),

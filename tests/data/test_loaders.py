@@ -208,3 +208,25 @@ def test_pretrain_stream_is_shuffled_per_epoch_and_reproducible(synth_world):
                                dataset="pretrain_14m")
     idx = [it["image_idx"] for it in evaluation]
     assert idx[n_jsonl:] == sorted(idx[n_jsonl:])  # not training: file order
+
+
+def test_stream_augments_a_sample_as_it_leaves_the_shuffle_buffer(synth_world):
+    """A run resumed mid-epoch replays the stream up to its step, then restores the RNG: the next
+    sample's augmentation must come from the RNG at that point, not from when the sample entered
+    the shuffle buffer (a CI run's resumed weights differed from the uninterrupted run's)."""
+    import torch
+
+    ds = build_dataset("pretrain", synth_world[0], "train", None, RES, True, dataset="pretrain_14m")
+    n_jsonl = synth_world[1]["datasets"]["pretrain_14m"]["splits"]["train"]["records"]
+    k = n_jsonl + 3  # a shard sample, drawn from a buffer that filled before it was yielded
+
+    def kth_image(rng_seed_before: int) -> torch.Tensor:
+        ds.set_epoch(0, 0)
+        torch.manual_seed(rng_seed_before)  # what the steps before the k-th sample drew differs
+        stream = iter(ds)
+        for _ in range(k):
+            next(stream)
+        torch.manual_seed(123)  # the RNG as restored just before the k-th sample
+        return next(stream)["image"]
+
+    assert torch.equal(kth_image(1), kth_image(2))
