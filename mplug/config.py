@@ -242,6 +242,12 @@ def semantic_errors(cfg: dict) -> list[tuple[tuple, str]]:
         if job["dataset"] not in datasets:
             errs.append((("evaluate", name, "dataset"), f"unknown dataset {job['dataset']!r}; "
                          f"data.datasets has: {', '.join(datasets)}"))
+        if job.get("seeds") and job.get("zeroshot"):
+            errs.append((("evaluate", name, "seeds"), "fine-tuning seeds on a zero-shot job are not "
+                         "supported; list them on the fine-tuned job's own evaluation"))
+        elif job.get("seeds") and job["checkpoint"] not in fin:
+            errs.append((("evaluate", name, "seeds"), f"seeds are fine-tuning seeds, but checkpoint "
+                         f"{job['checkpoint']!r} is not a fine-tuning job; remove `seeds`"))
     for section, jobs in (("pretrain", pre), ("finetune", fin)):
         for name, job in jobs.items():
             for i, d in enumerate(job["datasets"]):
@@ -490,19 +496,54 @@ def data_root(cfg: dict) -> str:
     return f"data/{cfg['run']}"
 
 
-def checkpoint_dir(cfg: dict, model_key: str, name: str) -> str:
-    """Output folder of a pretrain stage or fine-tuning job of a model."""
-    kind = "pretrain" if name in cfg["pretrain"] else "finetune"
-    return f"results/{cfg['run']}/{model_key}/{kind}/{name}"
+def _seed_dir(cfg: dict, seed: int | None) -> str:
+    """'' for the run's own seed, else '/seed<N>': a fine-tuning seed's sub-folder."""
+    return "" if seed is None or seed == cfg["seed"] else f"/seed{seed}"
 
 
-def checkpoint_path(cfg: dict, model_key: str, name: str) -> str:
-    return f"{checkpoint_dir(cfg, model_key, name)}/model.safetensors"
+def checkpoint_dir(cfg: dict, model_key: str, name: str, seed: int | None = None) -> str:
+    """Output folder of a pretrain stage or fine-tuning job of a model; a fine-tuning job run
+    with another seed than the run's (evaluate.<job>.seeds) has a sub-folder seed<N>."""
+    if name in cfg["pretrain"]:
+        return f"results/{cfg['run']}/{model_key}/pretrain/{name}"
+    return f"results/{cfg['run']}/{model_key}/finetune/{name}{_seed_dir(cfg, seed)}"
 
 
-def eval_json(cfg: dict, model_key: str, job: str, split: str) -> str:
-    """Fine-tuned and zero-shot evaluations share one folder (`eval/`), as the report reads."""
-    return f"results/{cfg['run']}/{model_key}/eval/{job}/{split}/metrics.json"
+def checkpoint_path(cfg: dict, model_key: str, name: str, seed: int | None = None) -> str:
+    return f"{checkpoint_dir(cfg, model_key, name, seed)}/model.safetensors"
+
+
+def eval_json(cfg: dict, model_key: str, job: str, split: str, seed: int | None = None) -> str:
+    """Fine-tuned and zero-shot evaluations share one folder (`eval/`), as the report reads;
+    the evaluation of another fine-tuning seed than the run's sits in a sub-folder seed<N>."""
+    return f"results/{cfg['run']}/{model_key}/eval/{job}/{split}{_seed_dir(cfg, seed)}/metrics.json"
+
+
+def eval_seeds(cfg: dict, job: str) -> list[int]:
+    """The fine-tuning seeds an evaluation job runs: evaluate.<job>.seeds, else the run's seed."""
+    return list(cfg["evaluate"][job].get("seeds") or [cfg["seed"]])
+
+
+def other_seeds(cfg: dict, job: str) -> list[int]:
+    """eval_seeds without the run's own (whose files keep the plain paths)."""
+    return [s for s in eval_seeds(cfg, job) if s != cfg["seed"]]
+
+
+def finetune_seeds(cfg: dict, job: str) -> list[int]:
+    """The other seeds than the run's that fine-tuning `job` runs with: those of every
+    evaluation whose checkpoint's chain (finetune_chain) holds it."""
+    seeds = {s for name, ev in cfg["evaluate"].items() if job in finetune_chain(cfg, ev["checkpoint"])
+             for s in other_seeds(cfg, name)}
+    return sorted(seeds)
+
+
+def finetune_chain(cfg: dict, job: str) -> list[str]:
+    """The fine-tuning job and the fine-tuning jobs it starts from (init), nearest first."""
+    chain = []
+    while job in cfg["finetune"]:
+        chain.append(job)
+        job = cfg["finetune"][job]["init"]
+    return chain
 
 
 def bench_json(cfg: dict, name: str) -> str:

@@ -258,8 +258,10 @@ def make_plan(cfg: dict, bench: str | None = None, root: Path = Path("."),
     """The plan's rows and totals; without `bench`, GPU jobs run at assumed_rate(.., assume_mfu)."""
     check_mfu(assume_mfu)
     measured = read_bench(bench) if bench else None
-    rows = [_row(cfg, stage, name, rule, model_job(cfg, rule, name, job, model), model, measured, assume_mfu, root)
-            for stage, name, rule, job, models in _jobs(cfg) for model in models]
+    rows = [{**_row(cfg, stage, name, rule, model_job(cfg, rule, name, job, model), model, measured, assume_mfu,
+                    root), "seed": seed}
+            for stage, name, rule, job, models in _jobs(cfg) for model in models
+            for seed in [None, *(mcfg.finetune_seeds(cfg, name) if rule == "finetune" else [])]]
     known = [r["gpu_hours"] for r in rows if r["gpu_hours"] is not None]
     return {"run": cfg["run"], "note": PAPER_NOTE, "rows": rows, "assume_mfu": assume_mfu,
             "stage_gpu_hours": _stage_totals(rows),
@@ -278,17 +280,22 @@ def _tag(assumed: bool) -> str:
     return " (assumed)" if assumed else " (measured bench)"
 
 
+def job_label(row: dict) -> str:
+    """The job, with its fine-tuning seed when it is one of evaluate.<job>.seeds' extra runs."""
+    return row["job"] if row.get("seed") is None else f"{row['job']} seed {row['seed']}"
+
+
 def render(plan: dict) -> str:
-    rows = plan["rows"]
+    rows = [{**r, "label": job_label(r)} for r in plan["rows"]]
     ws, wj, wm = (max([len(h)] + [len(str(r[k] or "-")) for r in rows])
-                  for k, h in (("stage", "stage"), ("job", "job"), ("model", "model")))
+                  for k, h in (("stage", "stage"), ("label", "job"), ("model", "model")))
     out = [f"plan of run {plan['run']}  ({plan['note']})",
            f"{'stage':<{ws}}  {'job':<{wj}}  {'model':<{wm}} {'GPUs':>5} {'samples':>13} {'GPU-h':>8} "
            f"{'wall-h':>7} {'limit-h':>7}  source"]
     for r in rows:
         lim = None if r["runtime_limit_min"] is None else r["runtime_limit_min"] / 60
         samples = "-" if r["samples"] is None else f"{r['samples']:,}"
-        out.append(f"{r['stage']:<{ws}}  {r['job']:<{wj}}  {r['model'] or '-':<{wm}} {r['gpus']:>5} "
+        out.append(f"{r['stage']:<{ws}}  {r['label']:<{wj}}  {r['model'] or '-':<{wm}} {r['gpus']:>5} "
                    f"{samples:>13} {_f(r['gpu_hours']):>8} {_f(r['wall_hours']):>7} "
                    f"{_f(lim):>7}  {r['source']}")
     out.append("GPU-hours per stage (rows with an estimate):")
@@ -330,16 +337,18 @@ def plan_vs_actual(cfg: dict, root: Path) -> list[dict]:
     try:
         result = make_plan(cfg, str(bench) if bench.exists() else None, root)
     except DataError as err:
-        return [{"job": "-", "model": "-", "planned_s": None, "startup_s": None, "compute_s": None,
+        return [{"job": "-", "model": "-", "seed": None, "planned_s": None, "startup_s": None, "compute_s": None,
                  "snakemake_s": None, "trainer_s": None, "ratio": None, "source": str(err)}]
     out = []
     for row in (r for r in result["rows"] if r["rule"] in TRAIN_RULES):
-        actual = benchmark_seconds(root / mcfg.rule_benchmark(cfg, row["rule"], row["model"], row["job"]))
-        trainer = _trainer_seconds(root / mcfg.checkpoint_dir(cfg, row["model"], row["job"]) / "summary.json")
+        seed = [f"seed{row['seed']}"] if row["seed"] is not None else []
+        actual = benchmark_seconds(root / mcfg.rule_benchmark(cfg, row["rule"], row["model"], row["job"], *seed))
+        trainer = _trainer_seconds(root / mcfg.checkpoint_dir(cfg, row["model"], row["job"], row["seed"])
+                                   / "summary.json")
         if actual is None and trainer is None:
             continue  # the job has not run
         planned = None if row["wall_hours"] is None else row["wall_hours"] * 3600
-        out.append({"job": row["job"], "model": row["model"], "planned_s": planned,
+        out.append({"job": row["job"], "model": row["model"], "seed": row["seed"], "planned_s": planned,
                     "startup_s": row["startup_s"], "compute_s": row["compute_s"],
                     "snakemake_s": actual, "trainer_s": trainer,
                     "ratio": planned / actual if planned and actual else None, "source": row["source"]})

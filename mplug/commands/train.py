@@ -24,6 +24,14 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "config's `tokenizer:`, else vocab.txt in --data)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many optimizer steps (overrides train.max_steps)")
+    p.add_argument("--seed", type=_seed, default=None,
+                   help="random seed (overrides the config's `seed`; evaluate.<job>.seeds runs one per seed)")
+
+
+def _seed(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: a seed is an integer >= 0")
+    return int(text)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +65,6 @@ def _run(args: argparse.Namespace) -> int:
     summary = train(args.kind, args.task, args.config, args.model, args.stage, args.data, args.out,
                     init=args.init, resume=args.resume, clip=args.clip, bert=args.bert,
                     max_steps=args.max_steps, tokenizer=args.tokenizer,
-                    allow_partial_init=args.allow_partial_init)
+                    allow_partial_init=args.allow_partial_init, seed=args.seed)
     print(f"trained {summary['steps']} steps in {summary['wall_seconds']} s -> {args.out}/model.safetensors")
     return 0

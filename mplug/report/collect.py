@@ -34,6 +34,9 @@ class Repro:
     ci: tuple[float, float] | None = None  # 95% bootstrap interval (metrics.ci95) of `value`
     gap_widths: float | None = None  # differs: distance of the published value from the
                                      # interval, in interval widths
+    std: float | None = None         # several fine-tuning seeds: `value` is their mean, this the
+                                     # sample std, `ci` the envelope of their intervals
+    seeds: tuple = ()                # ((seed, value, ci, source), ...)
 
 
 @dataclass
@@ -180,8 +183,48 @@ def _server_value(data: dict, metrics: dict, cell: mapping.CellMap) -> Any:
 
 
 def metric_cell(ctx: RunContext, cell: mapping.CellMap, published: float | None) -> Repro:
-    """Reproduction of one metrics-JSON cell (Tables 1-5, 7-10)."""
+    """Reproduction of one metrics-JSON cell (Tables 1-5, 7-10); over several fine-tuning seeds
+    (evaluate.<job>.seeds) their mean, see seeds_cell."""
     src = mapping.locate_cell(ctx.config, cell)
+    if src.seed_paths:
+        return seeds_cell(ctx, cell, src, published)
+    return _file_cell(ctx, cell, src, published)
+
+
+def seeds_cell(ctx: RunContext, cell: mapping.CellMap, src: mapping.Source,
+               published: float | None) -> Repro:
+    """The mean over the seeds' runs, their sample std, each run's value and interval; judged
+    with the envelope of the runs' 95% intervals (the published value inside some run's)."""
+    from dataclasses import replace
+
+    runs = []
+    for seed, path in src.seed_paths:
+        r = _file_cell(ctx, cell, replace(src, path=path, log=_seed_log(src, seed, path)), None)
+        if r.value is None:
+            return replace(r, reason=f"fine-tuning seed {seed}: {r.reason}")
+        runs.append((seed, r))
+    values = [r.value for _, r in runs]
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    cis = [r.ci for _, r in runs]
+    ci = (min(c[0] for c in cis), max(c[1] for c in cis)) if all(cis) else None
+    status, delta, gap = judge(mean, published, ci, ctx.tolerance, ctx.smoke)
+    first = runs[0][1]
+    return Repro(status, mean, delta=delta, reason=first.reason, source=first.source,
+                 provenance=first.provenance, ci=ci, gap_widths=gap, std=std,
+                 seeds=tuple((seed, r.value, r.ci, r.source) for seed, r in runs))
+
+
+def _seed_log(src: mapping.Source, seed: int, path: str) -> str | None:
+    """The log of the seed's evaluation: evaluate/<model>/<job>/<split>/seed<N>.log beside
+    the run's own <split>.log (workflow/rules/evaluate.smk, evaluate_seed)."""
+    if path == src.path or not src.log:
+        return src.log
+    return f"{src.log.removesuffix('.log')}/seed{seed}.log"
+
+
+def _file_cell(ctx: RunContext, cell: mapping.CellMap, src: mapping.Source,
+               published: float | None) -> Repro:
     data, reason, path = ctx.load_source(src)
     if path is None:
         return Repro(NOT_RUN, reason=reason)

@@ -223,6 +223,8 @@ class Source:
     log: str | None = None
     note: str = ""       # e.g. a stand-in split
     reason: str = ""     # set when path is None: why the run has no such file
+    seed_paths: tuple[tuple[int, str], ...] = ()  # evaluate.<job>.seeds: (seed, path), the
+                                                  # run's own seed first (its path is `path`)
 
 
 def arch_variant(arch: str) -> str | None:
@@ -291,8 +293,11 @@ def locate_cell(cfg: dict, cell: CellMap) -> Source:
         note = (f"split {split!r} stands in for {cell.split!r} (evaluate.{cell.job}.splits: "
                 f"{splits}); not comparable with the paper's split")
     rule = "zeroshot" if cfg["evaluate"][cell.job].get("zeroshot", False) else "evaluate"
+    seeds = ((cfg["seed"], mcfg.eval_json(cfg, key, cell.job, split)),
+             *((s, mcfg.eval_json(cfg, key, cell.job, split, s)) for s in mcfg.other_seeds(cfg, cell.job)))
     return Source(mcfg.eval_json(cfg, key, cell.job, split), key, split,
-                  mcfg.rule_log(cfg, rule, key, cell.job, split), note=note)
+                  mcfg.rule_log(cfg, rule, key, cell.job, split), note=note,
+                  seed_paths=seeds if len(seeds) > 1 else ())
 
 
 def locate_finetune(cfg: dict, job: str) -> Source:
@@ -337,7 +342,10 @@ def table_sources(cfg: dict, table: int) -> list[Source]:
 def table_files(cfg: dict, table: int) -> list[str]:
     """The files the report reads for Table `table`, as the rules write them (project-relative,
     no duplicates): the `tableNN` targets' inputs."""
-    return list(dict.fromkeys(s.path for s in table_sources(cfg, table) if s.path))
+    paths = []
+    for src in table_sources(cfg, table):
+        paths += [p for _, p in src.seed_paths] or ([src.path] if src.path else [])
+    return list(dict.fromkeys(paths))
 
 
 def figure_files(cfg: dict) -> list[str]:

@@ -74,13 +74,22 @@ def repro_cell(r: Repro, notes: Footnotes, digits: int = 2) -> Cell:
         return Cell(f"{STATUS_TEXT[r.status]} [{n}]", cls, r.reason)
     text = r.text if r.text is not None else fmt(r.value, digits)
     title = provenance_title(r)
-    if r.ci is not None:  # compact half-width on the cell, the interval itself on hover
+    if r.seeds:  # mean +- std over fine-tuning seeds; each run and its interval on hover
+        text = f"{text} ±{r.std:.{digits}f} sd, {len(r.seeds)} seeds"
+        title = "\n".join([f"mean of {len(r.seeds)} fine-tuning seeds, sample std {r.std:.{digits}f}"]
+                          + [_seed_line(seed, v, ci, digits) for seed, v, ci, _ in r.seeds] + [title])
+    elif r.ci is not None:  # compact half-width on the cell, the interval itself on hover
         lo, hi = r.ci
         text = f"{text} ±{(hi - lo) / 2:.{digits}f}"
         title = f"95% bootstrap CI [{lo:.{digits}f}, {hi:.{digits}f}]\n{title}".strip()
     if r.reason:  # a value with a caveat (e.g. a stand-in split): footnoted
         text, title = f"{text} [{notes.cite(r.reason)}]", f"{r.reason}\n{title}".strip()
     return Cell(text, cls, title)
+
+
+def _seed_line(seed: int, value: float, ci, digits: int) -> str:
+    interval = f", 95% CI [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else ""
+    return f"seed {seed}: {value:.{digits}f}{interval}"
 
 
 def delta_cell(r: Repro, digits: int = 2) -> Cell:
@@ -91,6 +100,7 @@ def delta_cell(r: Repro, digits: int = 2) -> Cell:
         why += f", {r.gap_widths:.1f} CI widths out"
     title = ("smoke run on synthetic data: the pipeline ran; the number is not a reproduction"
              if r.status == "pipeline" else
+             "published value inside a seed's 95% CI" if r.status == "match" and r.seeds and r.ci else
              "published value inside the run's 95% CI" if r.status == "match" and r.ci else "")
     return Cell(f"{r.delta:+.{digits}f} ({why})", f"status-{r.status}", title)
 
@@ -99,7 +109,8 @@ def repro_record(r: Repro | None) -> dict:
     """Columns appended to the long CSV for one published cell."""
     if r is None:
         return {"reproduced": None, "delta": None, "status": None, "reason": None, "source": None,
-                "ci95_lo": None, "ci95_hi": None}
+                "ci95_lo": None, "ci95_hi": None, "seeds": None, "seed_std": None}
     return {"reproduced": r.text if r.text is not None else r.value, "delta": r.delta,
             "status": r.status, "reason": r.reason or None, "source": r.source,
-            "ci95_lo": r.ci[0] if r.ci else None, "ci95_hi": r.ci[1] if r.ci else None}
+            "ci95_lo": r.ci[0] if r.ci else None, "ci95_hi": r.ci[1] if r.ci else None,
+            "seeds": len(r.seeds) or None, "seed_std": r.std}

@@ -47,8 +47,9 @@ def train(kind: str, task: str, config: str | Path, model: str, stage: str | Non
           out: str | Path, init: str | Path | None = None, resume: str | None = None,
           clip: str | Path | None = None, bert: str | Path | None = None,
           max_steps: int | None = None, tokenizer: str | Path | None = None,
-          allow_partial_init: bool = False) -> dict[str, Any]:
-    """Train one pretraining stage (`kind='pretrain'`, task 'pretrain') or fine-tuning job.
+          allow_partial_init: bool = False, seed: int | None = None) -> dict[str, Any]:
+    """Train one pretraining stage (`kind='pretrain'`, task 'pretrain') or fine-tuning job;
+    `seed` replaces the config's `seed` (a fine-tuning seed of evaluate.<job>.seeds).
 
     The SIGTERM/SIGUSR1/SIGALRM handler is installed first (a signal during start-up is a preemption,
     exit 75, not a kill), then the exclusive lock on `out` (one run per folder)."""
@@ -58,11 +59,11 @@ def train(kind: str, task: str, config: str | Path, model: str, stage: str | Non
 
     with _Preemption() as pre, run_lock(out, enabled=detect().is_main):
         return _train(kind, task, config, model, stage, data, out, init, resume, clip, bert,
-                      max_steps, tokenizer, allow_partial_init, pre)
+                      max_steps, tokenizer, allow_partial_init, pre, seed)
 
 
 def _train(kind, task, config, model, stage, data, out, init, resume, clip, bert, max_steps,
-           tokenizer, allow_partial_init, preemption) -> dict[str, Any]:
+           tokenizer, allow_partial_init, preemption, seed=None) -> dict[str, Any]:
     import torch
 
     from mplug.config import load_config, model_settings, train_settings
@@ -76,6 +77,8 @@ def _train(kind, task, config, model, stage, data, out, init, resume, clip, bert
         raise ConfigError(f"kind must be pretrain or finetune, not {kind!r}")
     spec = get_task(task, kind)  # unknown: a ConfigError listing the kind's tasks
     cfg = load_config(config)
+    if seed is not None:
+        cfg = {**cfg, "seed": seed}
     _arm_time_limit(cfg)
     stage = resolve_stage(cfg, kind, task, stage)
     where = f"{kind}.{stage}.train"
@@ -121,7 +124,7 @@ def _train(kind, task, config, model, stage, data, out, init, resume, clip, bert
     else:
         step = recipes.plain_step
     evaluator = _evaluator(task, settings, data_dir, used, tok, where)
-    run_info = {"kind": kind, "task": task, "stage": stage, "model": model, "arch": arch,
+    run_info = {"kind": kind, "task": task, "stage": stage, "model": model, "arch": arch, "seed": cfg["seed"],
                 "config": str(config), "config_hash": config_hash(cfg), "data": str(data_dir),
                 "datasets": used, "examples": len(dataset), "init": init_info,
                 "settings": settings.raw, "model_overrides": over,

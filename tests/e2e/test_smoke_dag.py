@@ -172,9 +172,12 @@ def test_plan_agrees_with_snakemake_benchmarks(smoke_run):
     smoke_run.check()
     cfg = mcfg.load_config(REPO / "config" / "smoke.yaml")
     rows = plan_vs_actual(cfg, smoke_run.workdir)
-    trained = [(job, key) for key, m in mcfg.enabled_models(cfg).items()
+    trained = [(job, key, None) for key, m in mcfg.enabled_models(cfg).items()
                for job in m.get("pretrain", []) + m.get("finetune", [])]
-    assert sorted((r["job"], r["model"]) for r in rows) == sorted(trained), rows
+    trained += [(job, key, seed) for job, key, _ in trained for seed in mcfg.finetune_seeds(cfg, job)]
+    assert sorted((r["job"], r["model"], r["seed"] or -1) for r in rows) == \
+        sorted((j, k, s or -1) for j, k, s in trained), rows
+    assert any(r["seed"] for r in rows)  # evaluate.snli_ve.seeds: snli_ve's seed-1 run is planned too
     assert all(r["snakemake_s"] for r in rows), rows  # every job has its benchmark: TSV
     # SCST (beam search in every step) is the one kind the plan says it cannot estimate
     scst = {name for name, job in cfg["finetune"].items() if job["train"].get("scst")}

@@ -27,10 +27,11 @@ def write_json(path: Path, obj) -> None:
 
 def eval_outputs(cfg: dict) -> list[tuple[str, str, str, str]]:
     """(model_key, job, split, path) of every evaluation the DAG runs (common.smk
-    all_eval_outputs: every enabled model x its evaluate jobs x the job's splits)."""
-    return [(m, job, s, mcfg.eval_json(cfg, m, job, s))
+    all_eval_outputs: every enabled model x its evaluate jobs x the job's splits x its other
+    fine-tuning seeds)."""
+    return [(m, job, s, mcfg.eval_json(cfg, m, job, s, seed))
             for m, e in mcfg.enabled_models(cfg).items() for job in e["evaluate"]
-            for s in cfg["evaluate"][job]["splits"]]
+            for s in cfg["evaluate"][job]["splits"] for seed in [None, *mcfg.other_seeds(cfg, job)]]
 
 
 def fake_run(root: Path, cfg: dict) -> dict[str, dict[str, float]]:

@@ -251,3 +251,33 @@ def test_plan_vs_actual_section_against_smoke_config(tmp_path):
     for value in (5.0, compute, 5.0 + compute, 60.0, 50.0):
         assert f'<td class="num">{value:.1f}</td>' in section, value
     assert f'<td class="num">{(5.0 + compute) / 60.0:.2f}</td>' in section
+
+
+def test_fine_tuning_seeds_show_mean_std_and_each_run(tmp_path):
+    """evaluate.<job>.seeds: the cell is the seeds' mean +- sample std, each run's value and
+    interval on hover; judged with the envelope of the runs' intervals; a missing seed's run
+    leaves the cell "not run", naming the seed."""
+    cfg = yaml.safe_load(PAPER.read_text())
+    cfg["evaluate"]["snli_ve"]["seeds"] = [42, 1, 2]  # 42: the run's seed, plain paths
+    config = tmp_path / "seeds.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    cfg = mcfg.load_config(config)
+    _, out, _ = _report(tmp_path, config=config)
+    published = float(_csv(out, 5).set_index(["model", "setting"]).loc[("mPLUG", "SNLI-VE dev"), "value"])
+    for seed, offset in ((42, -0.5), (1, 0.1), (2, 0.4)):
+        v = published + offset
+        _metrics(tmp_path / mcfg.eval_json(cfg, "mplug_large", "snli_ve", "dev", seed),
+                 {"accuracy": v, "ci95": {"accuracy": [v - 0.3, v + 0.3]}})
+    _, out, html = _report(tmp_path, config=config)
+    cell = _csv(out, 5).set_index(["model", "setting"]).loc[("mPLUG", "SNLI-VE dev")]
+    assert float(cell.reproduced) == pytest.approx(published)
+    assert float(cell.seed_std) == pytest.approx(0.4583, abs=1e-3) and float(cell.seeds) == 3
+    assert cell.status == "match"  # the published value lies inside seed 1's interval
+    assert float(cell.ci95_lo) == pytest.approx(published - 0.8)  # the runs' intervals' envelope
+    assert float(cell.ci95_hi) == pytest.approx(published + 0.7)
+    assert "±0.46 sd, 3 seeds" in html and f"seed 1: {published + 0.1:.2f}, 95% CI" in html
+    (tmp_path / mcfg.eval_json(cfg, "mplug_large", "snli_ve", "dev", 2)).unlink()
+    _, out, _ = _report(tmp_path, config=config)
+    cell = _csv(out, 5).set_index(["model", "setting"]).loc[("mPLUG", "SNLI-VE dev")]
+    assert cell.status == "not_run" and "fine-tuning seed 2: missing file" in cell.reason
+    assert "snli_ve/dev/seed2/metrics.json" in cell.reason

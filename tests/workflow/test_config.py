@@ -103,6 +103,30 @@ def test_unknown_model_and_broken_references(tmp_path, smoke):
     _rejects(tmp_path, bad, "pretrain_5m", "pretrain_14m")
 
 
+def test_seeds_need_a_fine_tuned_checkpoint_and_seed_paths(tmp_path, smoke):
+    from mplug import config as mcfg
+
+    bad = copy.deepcopy(smoke)
+    bad["evaluate"]["nocaps_zeroshot"]["seeds"] = [0, 1]
+    _rejects(tmp_path, bad, "evaluate.nocaps_zeroshot.seeds", "zero-shot")
+    bad = copy.deepcopy(smoke)
+    bad["evaluate"]["vqa"]["checkpoint"] = "pretrain_4m"
+    bad["evaluate"]["vqa"]["seeds"] = [0, 1]
+    _rejects(tmp_path, bad, "evaluate.vqa.seeds", "'pretrain_4m' is not a fine-tuning job")
+    bad = copy.deepcopy(smoke)
+    bad["evaluate"]["vqa"]["seeds"] = [1, 1]
+    _rejects(tmp_path, bad, "evaluate.vqa.seeds")
+    cfg = copy.deepcopy(smoke)
+    cfg["evaluate"]["caption"]["seeds"] = [3, 0]  # the run's seed (0) keeps the plain paths
+    assert mcfg.other_seeds(cfg, "caption") == [3] and mcfg.eval_seeds(cfg, "vqa") == [0]
+    assert mcfg.finetune_chain(cfg, "caption_scst") == ["caption_scst", "caption_ce"]
+    assert mcfg.finetune_seeds(cfg, "caption_ce") == [3] and mcfg.finetune_seeds(cfg, "vqa") == []
+    assert mcfg.checkpoint_dir(cfg, "m", "caption_ce", 3) == "results/smoke/m/finetune/caption_ce/seed3"
+    assert mcfg.checkpoint_dir(cfg, "m", "caption_ce", 0) == mcfg.checkpoint_dir(cfg, "m", "caption_ce")
+    assert mcfg.eval_json(cfg, "m", "caption", "test", 3) == "results/smoke/m/eval/caption/test/seed3/metrics.json"
+    assert "results/smoke/mplug_smoke/eval/caption/test/seed3/metrics.json" in table_files(cfg, 1)
+
+
 def test_official_source_needs_checkpoints(tmp_path):
     cfg = yaml.safe_load(PAPER.read_text())
     cfg["pretrained"]["source"] = "official"

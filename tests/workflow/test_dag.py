@@ -125,10 +125,34 @@ def test_smoke_run_uses_the_synthetic_world(smoke_dry_run):
     assert stats["synth"] == 1 and stats["pretrain"] == 2 and stats["finetune"] == 11
     assert "download" not in stats and "preprocess" not in stats
     assert stats["evaluate"] + stats["zeroshot"] == 26 and stats["bench"] == 4
+    # evaluate.snli_ve.seeds [0, 1]: snli_ve fine-tuned once more (seed 1) and evaluated on both splits
+    assert stats["finetune_seed"] == 1 and stats["evaluate_seed"] == 2
+    assert "--stage snli_ve --data data/smoke --init results/smoke/mplug_smoke/pretrain/pretrain_14m/" \
+           "model.safetensors --out results/smoke/mplug_smoke/finetune/snli_ve/seed1 --resume latest --seed 1" \
+        in smoke_dry_run
+    assert "--out results/smoke/mplug_smoke/eval/snli_ve/test/seed1/metrics.json" in smoke_dry_run
     assert "mplug data synth --out data/smoke --seed 0 --scale tiny" in smoke_dry_run
     assert " --quick " in smoke_dry_run
     assert "--smoke" in smoke_dry_run  # report banner
     assert "srun" not in smoke_dry_run and "torchrun" not in smoke_dry_run
+
+
+def test_seeded_chain_starts_each_seed_from_its_own_init_job(tmp_path):
+    """evaluate.caption.seeds: caption_scst starts from caption_ce, so both run once more per
+    seed, the seed's SCST from the seed's cross-entropy run; pretraining runs once."""
+    cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    cfg["evaluate"]["caption"]["seeds"] = [0, 7]
+    path = tmp_path / "seeds.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = snakemake("table01", "-n", "-p", "--profile", "profiles/smoke", "--configfile", str(path))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    stats = job_stats(out)
+    assert stats["finetune_seed"] == 2 and stats["evaluate_seed"] == 1, stats
+    assert stats["pretrain"] == 2 and stats["finetune"] == 2, stats  # each stage and job once, as without seeds
+    assert "--init results/smoke/mplug_smoke/finetune/caption_ce/seed7/model.safetensors " \
+           "--out results/smoke/mplug_smoke/finetune/caption_scst/seed7 --resume latest --seed 7" in out
+    assert "eval/caption/test/seed7/metrics.json" in out and "eval/caption_ce/test/seed7" not in out
 
 
 def test_table03_builds_only_what_it_needs():

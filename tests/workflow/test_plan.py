@@ -241,3 +241,21 @@ def test_plan_vs_actual_reads_snakemake_benchmarks(tmp_path, monkeypatch):
     assert r["startup_s"] == 10.0 and r["compute_s"] == pytest.approx(compute)
     assert r["planned_s"] == pytest.approx(10.0 + compute)
     assert r["ratio"] == pytest.approx((10.0 + compute) / 100.0)
+
+
+def test_seeded_fine_tunes_are_planned_and_compared(tmp_path, monkeypatch):
+    """evaluate.snli_ve.seeds [0, 1] (config/smoke.yaml): snli_ve runs twice, both are planned
+    (the GPU-hours count both) and the seed-1 run is read from its own benchmark and summary."""
+    cfg, bench = _setup(tmp_path, monkeypatch, SMOKE)
+    assert mcfg.finetune_seeds(cfg, "snli_ve") == [1]
+    rows = [r for r in plan.make_plan(cfg, bench)["rows"] if r["job"] == "snli_ve" and r["rule"] == "finetune"]
+    assert [r["seed"] for r in rows] == [None, 1] and rows[0]["gpu_hours"] == rows[1]["gpu_hours"]
+    assert "snli_ve seed 1" in plan.render(plan.make_plan(cfg, bench))
+    Path(mcfg.bench_json(cfg, "train")).parent.mkdir(parents=True)
+    Path(mcfg.bench_json(cfg, "train")).write_text(Path(bench).read_text())
+    key = next(iter(mcfg.enabled_models(cfg)))
+    tsv = Path(mcfg.rule_benchmark(cfg, "finetune", key, "snli_ve", "seed1"))
+    tsv.parent.mkdir(parents=True)
+    tsv.write_text(TSV.format(s=42.0))
+    (actual,) = plan.plan_vs_actual(cfg, tmp_path)
+    assert (actual["job"], actual["seed"], actual["snakemake_s"]) == ("snli_ve", 1, 42.0)

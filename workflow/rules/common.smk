@@ -72,12 +72,19 @@ def root_of(paths, root):
     return root
 
 
-def ckpt(model, name):
-    return mcfg.checkpoint_path(config, model, name)
+def ckpt(model, name, seed=None):
+    return mcfg.checkpoint_path(config, model, name, seed)
 
 
-def ckpt_dir(model, name):
-    return mcfg.checkpoint_dir(config, model, name)
+def ckpt_dir(model, name, seed=None):
+    return mcfg.checkpoint_dir(config, model, name, seed)
+
+
+def seeded_init(wc):
+    """A seeded fine-tune starts from its init job's run of the same seed (a pretrain stage has
+    one run)."""
+    init = config["finetune"][wc.job]["init"]
+    return ckpt(wc.model, init, int(wc.seed) if init in config["finetune"] else None)
 
 
 def pretrain_init(model, stage):
@@ -403,7 +410,12 @@ def all_pretrain_outputs():
 
 
 def all_finetune_outputs():
-    return [ckpt(m, j) for m, e in MODELS.items() for j in e["finetune"]]
+    return [
+        ckpt(m, j, seed)
+        for m, e in MODELS.items()
+        for j in e["finetune"]
+        for seed in [None, *mcfg.finetune_seeds(config, j)]
+    ]
 
 
 def all_eval_outputs(zeroshot):
@@ -412,7 +424,11 @@ def all_eval_outputs(zeroshot):
         for job in e["evaluate"]:
             entry = config["evaluate"][job]
             if entry.get("zeroshot", False) == zeroshot:
-                out += [mcfg.eval_json(config, m, job, s) for s in entry["splits"]]
+                out += [
+                    mcfg.eval_json(config, m, job, s, seed)
+                    for s in entry["splits"]
+                    for seed in [None, *mcfg.other_seeds(config, job)]
+                ]
     return out
 
 
@@ -452,6 +468,14 @@ def _bench_job(wc):
 
 def _eval_job(wc):
     return config["evaluate"][wc.job].get("resources")
+
+
+def seeded_finetune_jobs():
+    return [j for j in config["finetune"] if mcfg.finetune_seeds(config, j)]
+
+
+def seeded_eval_jobs():
+    return [j for j in eval_job_names(zeroshot=False) if mcfg.other_seeds(config, j)]
 
 
 def eval_job_names(zeroshot):

@@ -35,3 +35,22 @@ rule evaluate:
             " --checkpoint {input.ckpt:q} --data {params.data:q} --split {wildcards.split:q}"
             " --out {output:q}"
         )
+
+
+# evaluate.<job>.seeds: the evaluation of each other seed's fine-tuned checkpoint, under seed<N>/
+use rule evaluate as evaluate_seed with:
+    input:
+        ckpt=lambda wc: ckpt(wc.model, config["evaluate"][wc.job]["checkpoint"], int(wc.seed)),
+        data=lambda wc: dataset_inputs([config["evaluate"][wc.job]["dataset"]]),
+        tokenizer=tokenizer_inputs(),
+    output:
+        f"results/{RUN}/{{model}}/eval/{{job}}/{{split}}/seed{{seed}}/metrics.json",
+    log:
+        _log("evaluate", "{model}", "{job}", "{split}", "seed{seed}"),
+    benchmark:
+        f"logs/{RUN}/evaluate/{{model}}/{{job}}/{{split}}/seed{{seed}}.bench.tsv"
+    wildcard_constraints:
+        model=_alt(MODELS),
+        job=_alt(seeded_eval_jobs()),
+        split=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+        seed=r"\d+",
