@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import pandas as pd
 
 from mplug import config as mcfg
 from mplug.errors import ConfigError
@@ -118,6 +119,12 @@ def _plan_rows(ctx: RunContext) -> list[dict]:
     return plan_vs_actual(ctx.config, ctx.root) if ctx.config.get("resources") else []
 
 
+def _csv(long: pd.DataFrame) -> str:
+    """The long table as CSV; a count column with empty cells stays integral (2, not 2.0)."""
+    counts = {c: "Int64" for c in ("seeds",) if c in long}
+    return long.astype(counts).to_csv(index=False)
+
+
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                              autoescape=jinja2.select_autoescape(["j2", "html"]),
@@ -146,7 +153,7 @@ def render_report(opts: ReportOptions) -> Path:
     css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
     out = opts.out
     for v in views:
-        atomic_write_text(out / "tables" / f"table{v.number:02d}.csv", v.long.to_csv(index=False))
+        atomic_write_text(out / "tables" / f"table{v.number:02d}.csv", _csv(v.long))
         atomic_write_text(out / "tables" / f"table{v.number:02d}.html",
                           env.get_template("table_page.html.j2").render(t=v, css=css, run=run, smoke=smoke,
                                                                                banner=banner))
