@@ -58,6 +58,7 @@ onstart:
 localrules:
     all,
     figures,
+    plan,
     table01,
     table02,
     table03,

@@ -30,12 +30,14 @@ limit, shown as such, never as an estimate."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from mplug import config as mcfg
 from mplug.errors import ConfigError, DataError
 
+EVAL_RULES = ("evaluate", "zeroshot")
 PAPER_NOTE = ("paper: pretraining on 16 NVIDIA A100 GPUs, 30 epochs, batch 1024 "
               "(no training time stated)")
 TRAIN_RULES = ("pretrain", "finetune")
@@ -179,16 +181,54 @@ def flops_per_sample(cfg: dict, model_key: str, rule: str, job: dict) -> float:
 
 
 def _jobs(cfg: dict):
-    """(stage, job name, rule, job, model keys) of every job; models: those that run it."""
+    """(stage, job name, rule, job, model keys) of every job, named by the workflow rule that runs
+    it; models: those that run it."""
     models = mcfg.enabled_models(cfg)
+    pretrain = "convert_official" if cfg["pretrained"]["source"] == "official" else "pretrain"
     for name, job in (cfg.get("pretrain") or {}).items():
         stage = "continued pretraining" if job.get("init") else "pretraining"
-        yield stage, name, "pretrain", job, [k for k, m in models.items() if name in m.get("pretrain", [])]
+        yield stage, name, pretrain, job, [k for k, m in models.items() if name in m.get("pretrain", [])]
     for name, job in (cfg.get("finetune") or {}).items():
         yield f"fine-tuning {name}", name, "finetune", job, [k for k, m in models.items()
                                                             if name in m.get("finetune", [])]
     for name, job in (cfg.get("evaluate") or {}).items():
-        yield "evaluation", name, "evaluate", job, [None]
+        rule = "zeroshot" if job.get("zeroshot") else "evaluate"
+        yield "evaluation", name, rule, job, [k for k, m in models.items() if name in m.get("evaluate", [])]
+
+
+def _seeds(cfg: dict, rule: str, name: str) -> list[int]:
+    """The extra fine-tuning seeds a job runs again for (rules finetune_seed / evaluate_seed)."""
+    if rule == "finetune":
+        return mcfg.finetune_seeds(cfg, name)
+    return mcfg.other_seeds(cfg, name) if rule == "evaluate" else []
+
+
+def submissions(wall_hours: float | None, limit_min: float | None) -> int:
+    """SLURM jobs a training job takes: one per time limit its wall time spans (each ends on the
+    early signal with a checkpoint and is resubmitted; docs/cluster.md)."""
+    if not wall_hours or not limit_min:
+        return 1
+    return max(1, math.ceil(wall_hours * 60 / limit_min))
+
+
+def support_jobs(cfg: dict) -> dict[str, int]:
+    """SLURM jobs besides training and evaluation, per rule, as the workflow makes them (`synth`,
+    the tables and `all` are local rules: no job)."""
+    from mplug.data.synth_weights import WEIGHT_SOURCES
+    from mplug.plan_disk import run_sources, weight_sources
+
+    jobs = {"bench": sum(1 for e in (cfg.get("bench") or {}).values() if e.get("enabled")), "report": 1}
+    if cfg["data"]["source"] == "synth":
+        jobs["synth_weights"] = sum(s in WEIGHT_SOURCES for s in weight_sources(cfg))
+    else:
+        jobs.update(download=len(run_sources(cfg)), preprocess=len(cfg["data"]["datasets"]))
+    return {k: v for k, v in jobs.items() if v}
+
+
+def _train_disk(cfg: dict, model: str, rule: str, job: dict) -> dict:
+    from mplug.plan_disk import meta_task_model, training_disk
+
+    return training_disk(meta_task_model(cfg, model, rule, job), job["train"])
 
 
 def model_job(cfg: dict, rule: str, name: str, job: dict, model: str | None) -> dict:
@@ -206,9 +246,13 @@ def _row(cfg, stage, name, rule, job, model, bench: MeasuredBench | None, mfu: f
            "gpu_model": res.get("gpu_model"), "nodes": res.get("nodes", 1), "samples": None,
            "runtime_limit_min": res.get("runtime"), "startup_s": None, "compute_s": None,
            "gpu_hours": None, "wall_hours": None, "assumed": False, "samples_source": None,
-           "rate_source": None}
+           "rate_source": None, "slurm_jobs": 1, "disk_bytes": None}
+    if rule in EVAL_RULES:
+        return {**row, "slurm_jobs": len(job.get("splits") or ()),
+                "source": "no estimate: the train bench times training steps, not evaluation"}
     if rule not in TRAIN_RULES:
-        return {**row, "source": "no estimate: the train bench times training steps, not evaluation"}
+        return {**row, "source": "no estimate: a conversion of the released checkpoint (CPU)"}
+    row.update(_train_disk(cfg, model, rule, job))
     row["samples"], row["samples_source"] = _samples(cfg, rule, job, gpus, root)
     if row["samples"] is None:
         return {**row, "source": "no estimate: " + row["samples_source"]}
@@ -233,7 +277,8 @@ def _row(cfg, stage, name, rule, job, model, bench: MeasuredBench | None, mfu: f
         source += "; no start-up time" + ("" if rate.assumed else " (no startup_s in the bench JSON)") \
             + ": compute only"
     return {**row, "startup_s": rate.startup_s, "compute_s": compute, "wall_hours": wall,
-            "gpu_hours": wall * gpus, "assumed": rate.assumed, "rate_source": source,
+            "gpu_hours": wall * gpus, "slurm_jobs": submissions(wall, res.get("runtime")),
+            "assumed": rate.assumed, "rate_source": source,
             "source": f"{row['samples_source']}; {source}"}
 
 
@@ -261,13 +306,35 @@ def make_plan(cfg: dict, bench: str | None = None, root: Path = Path("."),
     rows = [{**_row(cfg, stage, name, rule, model_job(cfg, rule, name, job, model), model, measured, assume_mfu,
                     root), "seed": seed}
             for stage, name, rule, job, models in _jobs(cfg) for model in models
-            for seed in [None, *(mcfg.finetune_seeds(cfg, name) if rule == "finetune" else [])]]
+            for seed in [None, *_seeds(cfg, rule, name)]]
     known = [r["gpu_hours"] for r in rows if r["gpu_hours"] is not None]
+    support = support_jobs(cfg)
     return {"run": cfg["run"], "note": PAPER_NOTE, "rows": rows, "assume_mfu": assume_mfu,
             "stage_gpu_hours": _stage_totals(rows),
             "total_gpu_hours": sum(known) if known else None,
             "total_assumed": any(r["assumed"] for r in rows),
-            "rows_without_estimate": sum(r["gpu_hours"] is None for r in rows)}
+            "rows_without_estimate": sum(r["gpu_hours"] is None for r in rows),
+            "support_jobs": support,
+            "total_slurm_jobs": sum(r["slurm_jobs"] for r in rows) + sum(support.values()),
+            **_disk_totals(cfg, rows, root)}
+
+
+def dag_jobs(plan: dict) -> dict[str, int]:
+    """Jobs per workflow rule as `snakemake -n` counts them (a resubmission is the same job)."""
+    out = dict(plan["support_jobs"])
+    for r in plan["rows"]:
+        rule = r["rule"] + ("_seed" if r["seed"] is not None else "")
+        out[rule] = out.get(rule, 0) + (r["slurm_jobs"] if r["rule"] in EVAL_RULES else 1)
+    return out
+
+
+def _disk_totals(cfg: dict, rows: list[dict], root: Path) -> dict:
+    from mplug.plan_disk import download_disk
+
+    downloads = [] if cfg["data"]["source"] == "synth" else download_disk(cfg, root)
+    return {"downloads": downloads, "download_bytes": sum(d["bytes"] for d in downloads),
+            "undocumented_files": sum(d["undocumented_files"] for d in downloads),
+            "training_disk_bytes": sum(r["disk_bytes"] or 0 for r in rows)}
 
 
 def _f(x):
@@ -291,24 +358,52 @@ def render(plan: dict) -> str:
                   for k, h in (("stage", "stage"), ("label", "job"), ("model", "model")))
     out = [f"plan of run {plan['run']}  ({plan['note']})",
            f"{'stage':<{ws}}  {'job':<{wj}}  {'model':<{wm}} {'GPUs':>5} {'samples':>13} {'GPU-h':>8} "
-           f"{'wall-h':>7} {'limit-h':>7}  source"]
+           f"{'wall-h':>7} {'limit-h':>7} {'jobs':>4} {'disk-GB':>7}  source"]
     for r in rows:
         lim = None if r["runtime_limit_min"] is None else r["runtime_limit_min"] / 60
         samples = "-" if r["samples"] is None else f"{r['samples']:,}"
+        disk = None if r.get("disk_bytes") is None else r["disk_bytes"] / 1e9
         out.append(f"{r['stage']:<{ws}}  {r['label']:<{wj}}  {r['model'] or '-':<{wm}} {r['gpus']:>5} "
                    f"{samples:>13} {_f(r['gpu_hours']):>8} {_f(r['wall_hours']):>7} "
-                   f"{_f(lim):>7}  {r['source']}")
+                   f"{_f(lim):>7} {r.get('slurm_jobs', 1):>4} {_f(disk):>7}  {r['source']}")
     out.append("GPU-hours per stage (rows with an estimate):")
     for t in plan.get("stage_gpu_hours", []):
         out.append(f"  {t['stage']:<{ws}} {_f(t['gpu_hours']):>10}{_tag(t['assumed'])}")
     tag = _tag(plan["total_assumed"]) if plan["total_gpu_hours"] is not None else ""
     out.append(f"  {'total':<{ws}} {_f(plan['total_gpu_hours']):>10}{tag}; rows without estimate: "
                f"{plan['rows_without_estimate']}")
+    out += _render_jobs_and_disk(plan)
     out.append("wall = start-up + samples x FLOPs/sample / (GPUs x FLOP/s per GPU); FLOP/s per GPU: "
                "measured (--bench) or assumed (datasheet dense peak x MFU, --assume-mfu "
                f"{plan.get('assume_mfu', ASSUMED_MFU):g}); samples: stats.json or documented sizes; "
                "limit-h = configured runtime (a limit, not an estimate)")
     return "\n".join(out)
+
+
+def _bytes(n: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n / 1e3:.3g} kB"
+
+
+def _render_jobs_and_disk(plan: dict) -> list[str]:
+    rows = plan["rows"]
+    train = sum(r["slurm_jobs"] for r in rows if r["rule"] in TRAIN_RULES)
+    resubmitted = sum(r["slurm_jobs"] - 1 for r in rows if r["rule"] in TRAIN_RULES)
+    evals = sum(r["slurm_jobs"] for r in rows if r["rule"] in EVAL_RULES)
+    support = ", ".join(f"{k} {v}" for k, v in plan["support_jobs"].items())
+    out = [f"SLURM jobs: {plan['total_slurm_jobs']:,} (training {train}, of which {resubmitted} "
+           f"resubmissions at time limits; evaluation {evals} (one per split); {support})"]
+    if plan["downloads"]:
+        measured = sum(d["basis"] == "measured" for d in plan["downloads"])
+        missing = [d["source"] for d in plan["downloads"] if d["undocumented_files"]]
+        out.append(f"disk, downloads: >= {_bytes(plan['download_bytes'])} over {len(plan['downloads'])} "
+                   f"sources ({measured} measured, the rest documented; {plan['undocumented_files']} files "
+                   f"without a documented size, not counted, in: {', '.join(missing) or 'none'})")
+    out.append(f"disk, training outputs: {_bytes(plan['training_disk_bytes'])} (per job: the "
+               f"checkpoints it keeps + its fp32 weights; mplug/plan_disk.py)")
+    return out
 
 
 def benchmark_seconds(path: Path) -> float | None:
@@ -329,13 +424,25 @@ def _trainer_seconds(path: Path) -> float | None:
         return None
 
 
-def plan_vs_actual(cfg: dict, root: Path) -> list[dict]:
-    """Each training job's planned wall time (bench results/<run>/bench/train.json when present)
-    beside the job's whole wall time as Snakemake measured it (its `benchmark:` TSV,
-    mplug.config.rule_benchmark) and the training loop's own wall_seconds (summary.json)."""
+def run_plan(cfg: dict, root: Path) -> dict:
+    """The run's plan made with its own train bench (results/<run>/bench/train.json) when present."""
     bench = root / mcfg.bench_json(cfg, "train")
+    return make_plan(cfg, str(bench) if bench.exists() else None, root)
+
+
+def plan_summary(result: dict) -> dict:
+    """The totals the report shows above its plan-vs-actual table."""
+    keys = ("total_gpu_hours", "total_assumed", "total_slurm_jobs", "download_bytes",
+            "undocumented_files", "training_disk_bytes", "stage_gpu_hours")
+    return {k: result[k] for k in keys} | {"sources": len(result["downloads"])}
+
+
+def plan_vs_actual(cfg: dict, root: Path, result: dict | None = None) -> list[dict]:
+    """Each training job's planned wall time (run_plan, or `result`) beside the job's whole wall
+    time as Snakemake measured it (its `benchmark:` TSV, mplug.config.rule_benchmark) and the
+    training loop's own wall_seconds (summary.json)."""
     try:
-        result = make_plan(cfg, str(bench) if bench.exists() else None, root)
+        result = result or run_plan(cfg, root)
     except DataError as err:
         return [{"job": "-", "model": "-", "seed": None, "planned_s": None, "startup_s": None, "compute_s": None,
                  "snakemake_s": None, "trainer_s": None, "ratio": None, "source": str(err)}]

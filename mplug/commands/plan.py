@@ -1,5 +1,5 @@
-"""`mplug plan --config RUN.yaml [--bench bench/train.json] [--assume-mfu 0.35] [--json PATH]`:
-GPU-hours per stage."""
+"""`mplug plan --config RUN.yaml [--bench bench/train.json] [--assume-mfu 0.35] [--json PATH]
+[--out PATH]`: GPU-hours per stage, SLURM jobs and disk."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +26,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="without --bench: FLOP/s per GPU = the configured gpu_model's datasheet "
                              f"dense peak x this MFU, in (0, 1] (default {ASSUMED_MFU:g}, see mplug/plan.py)")
     parser.add_argument("--json", metavar="PATH", help="also write the plan as JSON here")
+    parser.add_argument("--out", metavar="PATH", help="write the printed plan here too (the DAG's `plan` target)")
     parser.set_defaults(func=run)
 
 
@@ -35,9 +36,12 @@ def run(args) -> int:
 
     cfg = mcfg.load_config(args.config)
     result = plan.make_plan(cfg, args.bench, assume_mfu=args.assume_mfu)
-    print(plan.render(result))
-    if args.json:
-        from mplug.utils.io import atomic_write_json
+    text = plan.render(result)
+    print(text)
+    from mplug.utils.io import atomic_write_json, atomic_write_text
 
+    if args.json:
         atomic_write_json(args.json, result)
+    if args.out:
+        atomic_write_text(args.out, text + "\n")
     return 0

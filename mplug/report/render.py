@@ -113,10 +113,18 @@ def other_benchmarks(ctx: RunContext) -> list[dict]:
     return out
 
 
-def _plan_rows(ctx: RunContext) -> list[dict]:
-    from mplug.plan import plan_vs_actual
+def _plan(ctx: RunContext) -> tuple[dict | None, list[dict]]:
+    """(the run plan's totals or None, its training jobs' plan vs actual rows)."""
+    from mplug.errors import DataError
+    from mplug.plan import plan_summary, plan_vs_actual, run_plan
 
-    return plan_vs_actual(ctx.config, ctx.root) if ctx.config.get("resources") else []
+    if not ctx.config.get("resources"):
+        return None, []
+    try:
+        result = run_plan(ctx.config, ctx.root)
+    except DataError:  # a bad bench JSON: plan_vs_actual reports it in its row
+        return None, plan_vs_actual(ctx.config, ctx.root)
+    return plan_summary(result), plan_vs_actual(ctx.config, ctx.root, result)
 
 
 def _csv(long: pd.DataFrame) -> str:
@@ -160,10 +168,11 @@ def render_report(opts: ReportOptions) -> Path:
     for f in figs:
         if f.get("png"):
             atomic_write_bytes(out / "figures" / f"fig{f['number']}.png", f["png"])
+    plan_totals, plan_rows = _plan(ctx)
     html = env.get_template("report.html.j2").render(
         run=run, smoke=smoke, banner=banner, css=css, tables=views, figures=figs, fig_reason=fig_reason,
         provenance=provenance_rows(ctx), differences=run_choices(config), stats=all_stats(ctx),
-        benches=other_benchmarks(ctx), plan_rows=_plan_rows(ctx), tolerance=opts.tolerance,
+        benches=other_benchmarks(ctx), plan_rows=plan_rows, plan=plan_totals, tolerance=opts.tolerance,
         results=ctx.rel(opts.results),
         data_dir=ctx.rel(data_dir), config_path=str(opts.config_path or "(none)"),
         generated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))

@@ -251,6 +251,15 @@ def test_plan_vs_actual_section_against_smoke_config(tmp_path):
     for value in (5.0, compute, 5.0 + compute, 60.0, 50.0):
         assert f'<td class="num">{value:.1f}</td>' in section, value
     assert f'<td class="num">{(5.0 + compute) / 60.0:.2f}</td>' in section
+    # above the table: the run plan's totals, made with the same bench
+    from mplug.plan import make_plan
+
+    result = make_plan(CFG, str(bench), tmp_path)
+    totals = section.split('class="plan-totals">')[1].split("</p>")[0]
+    assert f"<b>{result['total_slurm_jobs']} SLURM jobs</b>" in totals
+    assert f"<b>{result['total_gpu_hours']:,.3g} GPU-hours</b> (from the measured train bench" in totals
+    assert f"training outputs {result['training_disk_bytes'] / 1e9:.3g} GB" in totals
+    assert "downloads" not in totals  # the synthetic world downloads nothing
 
 
 def test_fine_tuning_seeds_show_mean_std_and_each_run(tmp_path):

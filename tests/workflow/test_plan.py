@@ -3,6 +3,7 @@
 peak x an assumed MFU; samples from stats.json or the datasets' documented sizes; plan vs actual
 against the Snakemake `benchmark:` TSVs."""
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from mplug import config as mcfg
 from mplug import plan
 from mplug.cli import main
 from mplug.errors import ConfigError, DataError
+
+from _dryrun import job_stats
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "config" / "config.yaml"
@@ -76,7 +79,7 @@ def test_each_model_runs_its_own_overrides(tmp_path, monkeypatch):
     the plan costs each model's job as the training rule runs it."""
     cfg = mcfg.load_config(PAPER)
     monkeypatch.chdir(tmp_path)
-    rows = {(r["job"], r["model"]): r for r in plan.make_plan(cfg)["rows"]}
+    rows = {(r["job"], r["model"]): r for r in plan.make_plan(cfg)["rows"] if r["rule"] in plan.TRAIN_RULES}
     for rule, name, model in (("pretrain", "pretrain_14m", "mplug_large"), ("finetune", "vqa", "mplug_base")):
         job = plan.model_job(cfg, rule, name, cfg[rule][name], model)
         assert job["train"] == mcfg.train_settings(cfg, rule, name, model) != cfg[rule][name]["train"]
@@ -259,3 +262,93 @@ def test_seeded_fine_tunes_are_planned_and_compared(tmp_path, monkeypatch):
     tsv.write_text(TSV.format(s=42.0))
     (actual,) = plan.plan_vs_actual(cfg, tmp_path)
     assert (actual["job"], actual["seed"], actual["snakemake_s"]) == ("snli_ve", 1, 42.0)
+
+
+def test_plan_counts_the_jobs_the_dag_runs(tmp_path, monkeypatch, paper_dry_run, smoke_dry_run):
+    """Per rule, the plan's jobs are the dry run's: every download, preprocessing, training,
+    evaluation split, seed, bench and the report (`all` and `synth` are local rules)."""
+    monkeypatch.chdir(tmp_path)
+    for config, out in ((PAPER, paper_dry_run), (SMOKE, smoke_dry_run)):
+        stats = job_stats(out)
+        stats.pop("all"), stats.pop("synth", None)
+        assert plan.dag_jobs(plan.make_plan(mcfg.load_config(config))) == stats, config
+
+
+def test_a_job_longer_than_its_time_limit_is_resubmitted(tmp_path, monkeypatch):
+    cfg = mcfg.load_config(PAPER)
+    monkeypatch.chdir(tmp_path)
+    cfg["pretrain"]["pretrain_14m"].setdefault("resources", {})["runtime"] = 600  # 10 h
+    result = plan.make_plan(cfg)
+    row = next(r for r in result["rows"] if r["job"] == "pretrain_14m" and r["model"] == "mplug_large")
+    assert row["wall_hours"] > 10
+    assert row["slurm_jobs"] == math.ceil(row["wall_hours"] / 10) > 1
+    assert result["total_slurm_jobs"] == sum(r["slurm_jobs"] for r in result["rows"]) \
+        + sum(result["support_jobs"].values())
+    assert f"SLURM jobs: {result['total_slurm_jobs']}" in plan.render(result)
+
+
+def test_official_checkpoints_plan_conversions_not_pretraining(tmp_path, monkeypatch):
+    cfg = mcfg.load_config(PAPER)
+    monkeypatch.chdir(tmp_path)
+    cfg["pretrained"]["source"] = "official"
+    cfg["models"].pop("mplug_base_4m")  # no released 4M-only base checkpoint
+    rows = [r for r in plan.make_plan(cfg)["rows"] if r["stage"].endswith("pretraining")]
+    assert rows and all(r["rule"] == "convert_official" and r["gpu_hours"] is None for r in rows)
+
+
+def test_training_disk_counts_checkpoints_kept_and_weights(tmp_path, monkeypatch):
+    from mplug.plan_disk import KEEP_CHECKPOINTS, checkpoint_bytes, meta_task_model, weights_bytes
+
+    cfg = mcfg.load_config(PAPER)
+    monkeypatch.chdir(tmp_path)
+    rows = {(r["rule"], r["job"], r["model"]): r for r in plan.make_plan(cfg)["rows"]}
+    for name, copies in (("vqa", 1), ("caption_scst", 3)):  # SCST keeps its best model too
+        job = plan.model_job(cfg, "finetune", name, cfg["finetune"][name], "mplug_large")
+        assert bool(job["train"].get("eval_every")) == (copies == 3) and job["train"]["save_every"]
+        net = meta_task_model(cfg, "mplug_large", "finetune", job)
+        tag = checkpoint_bytes(net, job["train"]["precision"], job["train"]["zero_stage"])
+        assert rows["finetune", name, "mplug_large"]["disk_bytes"] == \
+            KEEP_CHECKPOINTS * tag + copies * weights_bytes(net)
+    # the caption model trains no text encoder / fusion (official): fewer Adam states than VQA's
+    assert rows["finetune", "caption_scst", "mplug_large"]["checkpoint_bytes"] < \
+        rows["finetune", "vqa", "mplug_large"]["checkpoint_bytes"]
+
+
+def test_downloads_are_measured_where_present_else_documented(tmp_path, monkeypatch):
+    from mplug.data.sources import SOURCES
+    from mplug.plan_disk import WEBSCALE_BYTES_PER_SAMPLE, download_disk
+
+    cfg = mcfg.load_config(PAPER)
+    monkeypatch.chdir(tmp_path)
+    coco = tmp_path / cfg["data"]["resources_dir"] / "coco"
+    coco.mkdir(parents=True)
+    (coco / "download.json").write_text("{}")
+    (coco / "train2014.zip").write_bytes(b"x" * 1000)
+    disk = {d["source"]: d for d in download_disk(cfg)}
+    assert disk["coco"] == {"source": "coco", "bytes": 1002, "basis": "measured", "undocumented_files": 0}
+    vg = SOURCES["vg"].files  # every file an archive, kept beside its contents
+    assert disk["vg"]["bytes"] == 2 * sum(f.size for f in vg) and disk["vg"]["basis"] == "documented"
+    cc12m = SOURCES["cc12m"]
+    assert disk["cc12m"]["bytes"] == cc12m.files[0].size + cc12m.paper_counts["images"] * WEBSCALE_BYTES_PER_SAMPLE
+    assert disk["coco_test2015"]["undocumented_files"] == 1 and disk["coco_test2015"]["bytes"] == 0
+    assert set(disk) >= {"clip_vit_b16", "clip_vit_l14", "bert_base_uncased"}  # the pretraining init
+
+
+def test_the_dag_plan_target_writes_the_plan(tmp_path, monkeypatch, capsys):
+    """`snakemake plan`: results/<run>/plan.{txt,json}, the text `mplug plan` prints."""
+    import subprocess
+
+    from _dryrun import ROOT as REPO
+    from _dryrun import SNAKEMAKE
+
+    res = subprocess.run([str(SNAKEMAKE), "plan", "--profile", "profiles/smoke", "--configfile",
+                          "config/smoke.yaml", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    out = tmp_path / "results" / "smoke"
+    saved = json.loads((out / "plan.json").read_text())
+    monkeypatch.chdir(tmp_path)  # what the DAG's job saw: no stats.json, no bench
+    assert main(["plan", "--config", str(SMOKE)]) == 0
+    printed = capsys.readouterr().out
+    assert (out / "plan.txt").read_text() == printed
+    assert f"SLURM jobs: {saved['total_slurm_jobs']}" in printed

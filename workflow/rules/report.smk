@@ -33,6 +33,32 @@ rule report:
         )
 
 
+rule plan:
+    """results/RUN/plan.{txt,json}: `mplug plan` of this run before (or during) it: GPU-hours,
+    SLURM jobs and disk. It reads what exists (datasets' stats.json, the train bench) and
+    requires nothing: rerun it with `-R plan` once those are made."""
+    output:
+        txt=f"results/{RUN}/plan.txt",
+        json=f"results/{RUN}/plan.json",
+    log:
+        _log("plan", "plan"),
+    conda:
+        "../../envs/train.yaml"  # the plan builds each model on the meta device (torch)
+    params:
+        config=CONFIGFILE,
+        bench=lambda wc: (
+            f"--bench {shlex.quote(mcfg.bench_json(config, 'train'))}"
+            if os.path.exists(mcfg.bench_json(config, "train"))
+            else ""
+        ),
+        mplug=MPLUG,
+    shell:
+        logged(
+            "{params.mplug} plan --config {params.config:q} {params.bench}"
+            " --json {output.json:q} --out {output.txt:q}"
+        )
+
+
 # table01 ... table12: just the results one table needs (render them with the `report` target).
 for _n in range(1, 13):
 
