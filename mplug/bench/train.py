@@ -69,6 +69,7 @@ class TrainBenchOptions:
     settings: tuple[str, ...] = tuple(r[0] for r in ROWS)
     queue_size: int | None = None
     distill: bool = True  # momentum distillation (official pre-training); False skips the *_m copies
+    adamw_impl: str = "auto"  # mplug.train.optim.ADAMW_IMPLS: time 'fused' against the default
     threads: int | None = None
     device: str = "auto"
 
@@ -163,7 +164,7 @@ def _one_row(opts: TrainBenchOptions, setting: str, precision: str, ckpt: bool, 
     # `temp` parameter ("output with shape [] doesn't match the broadcast shape [1]"), so the
     # baseline rows could not clip; no row clips, to compare like with like.
     engine_cfg = EngineConfig(zero_stage=zero, precision=precision, grad_clip=0.0)
-    optim = OptimConfig(lr=1e-5, lr_vit=1e-6, warmup_steps=0)
+    optim = OptimConfig(lr=1e-5, lr_vit=1e-6, warmup_steps=0, adamw_impl=opts.adamw_impl).validate("--adamw-impl")
     total = opts.warmup + opts.steps
     engine, info = build_engine(model, optim, engine_cfg, batch_size, total, 1)
     batch = to_device(random_batch(model.cfg, batch_size, opts.text_len), engine.device,

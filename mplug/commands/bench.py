@@ -1,4 +1,4 @@
-"""`mplug bench {fusion,train,generate,retrieval,video} [--quick] [options] --json PATH`.
+"""`mplug bench {fusion,train,generate,retrieval,video,loader} [--quick] [options] --json PATH`.
 
 Each prints its table (with the hardware it ran on) and writes PATH atomically. `--quick` gives
 CI shapes (under 2 minutes each on a CPU); every shape option overrides the defaults of either
@@ -74,6 +74,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--queue-size", type=int, help="ITC queue size (default: the model's)")
     p.add_argument("--no-distill", dest="distill", action="store_false", default=None,
                    help="no momentum distillation (default: on, as official pre-training)")
+    p.add_argument("--adamw-impl", choices=("auto", "foreach", "for_loop", "fused"),
+                   help="torch AdamW implementation (default auto: torch's choice)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("generate", help="beam search: plain recompute vs cached decoding")
@@ -109,6 +111,23 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--num-frames", type=int, help="frames sampled per video (default 8)")
     p.add_argument("--videos", type=int, help="decodes per timed repeat (default 4; quick 2)")
     p.set_defaults(func=_video)
+
+    _register_loader(sub)
+
+
+def _register_loader(sub) -> None:
+    p = sub.add_parser("loader", help="the training data path alone: samples/s per DataLoader "
+                       "worker count, for one job on its data (vs the train bench's step)")
+    _common(p)
+    p.add_argument("--config", help="run config (default config/config.yaml)")
+    p.add_argument("--job", help="a pretrain or finetune job of the config (default pretrain_14m)")
+    p.add_argument("--model", help="model key (default: the first enabled model running the job)")
+    p.add_argument("--data", help="the run's data folder (default data/<run>/)")
+    p.add_argument("--workers", type=_ints, help="DataLoader worker counts (default 0,2,4,8; quick 0,2)")
+    p.add_argument("--batch", type=int, help="micro batch (default: the job's batch_size)")
+    p.add_argument("--batches", type=int, help="batches timed per row after the first (default 20; quick 4)")
+    p.add_argument("--train-json", help="a `mplug bench train` JSON of this hardware: loader / step rate")
+    p.set_defaults(func=_loader)
 
 
 def _register_retrieval(sub) -> None:
@@ -170,7 +189,7 @@ def _train(args: argparse.Namespace) -> int:
 
     opts = _options(TrainBenchOptions, args, ["model", "batch", "headroom", "max_batch", "image_res",
                                               "text_len", "steps", "warmup", "settings", "queue_size",
-                                              "distill"])
+                                              "distill", "adamw_impl"])
     return _finish(args, run_train(opts), summary)
 
 
@@ -204,3 +223,11 @@ def _video(args: argparse.Namespace) -> int:
 
     opts = _options(VideoBenchOptions, args, ["width", "height", "frames", "num_frames", "videos"])
     return _finish(args, run_video(opts), summary)
+
+
+def _loader(args: argparse.Namespace) -> int:
+    from mplug.bench.loader import LoaderBenchOptions, run_loader, summary
+
+    opts = _options(LoaderBenchOptions, args, ["config", "job", "model", "data", "workers", "batch",
+                                               "batches", "train_json"])
+    return _finish(args, run_loader(opts), summary)

@@ -141,6 +141,14 @@ def _truncate_log(path: Path, step: int) -> list[dict]:
     return kept
 
 
+def _pin_memory() -> bool:
+    """Page-locked batches where CUDA is present: to_device's non_blocking copies then overlap
+    the step (from pageable memory they are synchronous)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _stream(dataset, collate_fn, plan: BatchPlan, loop: LoopConfig, epoch: int, dist, skip: int):
     """Micro batches of an IterableDataset (webdataset shards): its own order, every
     world-th batch to this rank, `plan.micro_batches_per_epoch` of them. Resuming mid-epoch
@@ -160,7 +168,7 @@ def _stream(dataset, collate_fn, plan: BatchPlan, loop: LoopConfig, epoch: int, 
     if hasattr(dataset, "set_epoch"):  # the stream's own shuffle (seeded: same on every rank)
         dataset.set_epoch(epoch, loop.seed)
     loader = DataLoader(dataset, batch_size=plan.micro_batch, drop_last=True, collate_fn=collate_fn,
-                        num_workers=loop.num_workers, generator=gen)
+                        num_workers=loop.num_workers, generator=gen, pin_memory=_pin_memory())
     mine = (b for i, b in enumerate(loader) if i % dist.world_size == dist.rank)
     mine = itertools.islice(mine, plan.micro_batches_per_epoch)
     if skip:
@@ -383,7 +391,8 @@ class _Run:
         gen = torch.Generator().manual_seed(self.loop.seed * 7_919 + epoch * 104_729 + skip)
         batches = self.plan.epoch_batches(epoch, self.dist.rank)[skip:]
         return DataLoader(self.dataset, batch_sampler=batches, collate_fn=self.collate_fn,
-                          num_workers=self.loop.num_workers, generator=gen, persistent_workers=False)
+                          num_workers=self.loop.num_workers, generator=gen, persistent_workers=False,
+                          pin_memory=_pin_memory())
 
     def _epoch(self, epoch: int, pre: "_Preemption", telemetry: _Telemetry) -> int | None:
         state, loop = self.state, self.loop

@@ -32,6 +32,9 @@ if TYPE_CHECKING:  # pragma: no cover
 NO_DECAY = ("bias", "LayerNorm.weight")
 VIT_MARKER = "visual_encoder"
 SCHEDULES = ("cosine", "linear", "constant", "albef_epoch")
+# torch.optim.AdamW's implementations: 'auto' = torch's choice (foreach on CUDA, a loop on CPU);
+# 'fused' = one kernel for all parameters (CUDA, and CPU since torch 2.4); same update rule
+ADAMW_IMPLS = ("auto", "foreach", "for_loop", "fused")
 ALBEF_STEP_SIZE = 100  # iterations per warm-up unit in the official scripts
 
 
@@ -49,10 +52,13 @@ class OptimConfig:
     schedule: str = "cosine"
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    adamw_impl: str = "auto"  # ADAMW_IMPLS; YAML train.adamw_impl
 
     def validate(self, where: str) -> "OptimConfig":
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"{where}.schedule={self.schedule!r}: use one of {SCHEDULES}")
+        if self.adamw_impl not in ADAMW_IMPLS:
+            raise ConfigError(f"{where}.adamw_impl={self.adamw_impl!r}: use one of {ADAMW_IMPLS}")
         for key in ("lr", "lr_vit", "weight_decay", "warmup_lr", "min_lr"):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
@@ -91,8 +97,10 @@ def build_optimizer(model: "torch.nn.Module", cfg: OptimConfig) -> "torch.optim.
     groups = param_groups(model.named_parameters(), cfg)
     for g in groups:
         g["peak_lr"] = g["lr"]
+    impl = {"auto": {}, "fused": {"fused": True}, "foreach": {"foreach": True},
+            "for_loop": {"foreach": False}}[cfg.adamw_impl]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
-                             weight_decay=cfg.weight_decay)
+                             weight_decay=cfg.weight_decay, **impl)
 
 
 def step_lr(step: int, peak: float, cfg: OptimConfig, total_steps: int) -> float:

@@ -9,7 +9,8 @@ objectives, queue_size, momentum, temp, embed_dim, alpha, distill, mlm_prob, ran
 hflip, prompt, scst{reward,baseline,beam_size,min_length,max_length,length_penalty,grad_path,
 use_cache}, grounding{bins,loss_weighting}, train_splits (VQA), eval_every + batch_size_eval
 (keep-best evaluation; captioning only, other tasks log that it is not acted on), compile
-(true|false|auto: torch.compile of the model; auto = CUDA only; default false). Read but not
+(true|false|auto: torch.compile of the model; auto = CUDA only; default false), adamw_impl
+(auto|foreach|for_loop|fused; mplug.train.optim.ADAMW_IMPLS). Read but not
 acted on (logged): crop_scale (the data transforms fix the official 0.2/0.5 scales),
 add_ocr/add_object (need OCR/object fields the loaders do not read), num_frames (no video training).
 """
@@ -30,7 +31,7 @@ KNOWN_KEYS = {
     "log_every", "save_every", "eval_every", "objectives", "queue_size", "momentum", "temp",
     "embed_dim", "alpha", "distill", "mlm_prob", "crop_scale", "rand_augment", "hflip", "add_ocr",
     "add_object", "prompt", "scst", "grounding", "num_frames", "grad_accum", "offload_optimizer",
-    "warmup_epochs", "train_splits", "compile",
+    "warmup_epochs", "train_splits", "compile", "adamw_impl",
 }
 NOT_ACTED_ON = ("crop_scale", "add_ocr", "add_object", "num_frames")
 VQA_SPLITS = ("train", "val", "vg_qa")
@@ -80,7 +81,8 @@ def parse_train_settings(d: Mapping[str, Any], seed: int, where: str = "train") 
         lr=float(d["lr_text"]), lr_vit=float(d["lr_vision"]),
         weight_decay=float(d.get("weight_decay", 0.02)), warmup_lr=float(d.get("warmup_lr", 1e-6)),
         min_lr=float(d.get("min_lr", 1e-6)), warmup_steps=int(d.get("warmup_steps", 0)),
-        warmup_epochs=d.get("warmup_epochs", 0), schedule=d.get("scheduler", "cosine")).validate(where)
+        warmup_epochs=d.get("warmup_epochs", 0), schedule=d.get("scheduler", "cosine"),
+        adamw_impl=d.get("adamw_impl", "auto")).validate(where)
     clip = d.get("grad_clip", 1.0)
     engine = EngineConfig.from_dict({
         "zero_stage": d.get("zero_stage", 2), "precision": d.get("precision", "bf16"),
