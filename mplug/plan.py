@@ -109,6 +109,14 @@ def _documented(cfg: dict, name: str) -> tuple[dict, str] | None:
     return None if size is None else (size.splits, f"documented size ({size.source})")
 
 
+def _stats_examples(stats: dict) -> tuple[dict, str]:
+    """Per split, the examples an epoch iterates: `split_texts` (a caption dataset iterates its
+    captions), else the records of a stats.json written before split_texts existed."""
+    if "split_texts" in stats:
+        return stats["split_texts"], "stats.json"
+    return stats["splits"], "stats.json records (no split_texts: rerun its preprocessing to count captions)"
+
+
 def _train_examples(cfg: dict, rule: str, job: dict, root: Path) -> tuple[int, str] | None:
     """(examples of one epoch, where the counts came from): the training splits of the job's
     datasets, from their stats.json, else the sizes the datasets document (mplug.data.sources)."""
@@ -121,7 +129,7 @@ def _train_examples(cfg: dict, rule: str, job: dict, root: Path) -> tuple[int, s
     total, sources = 0, []
     for name in job.get("datasets", []):
         try:
-            counts, src = json.loads((root / mcfg.data_stats(cfg, name)).read_text())["splits"], "stats.json"
+            counts, src = _stats_examples(json.loads((root / mcfg.data_stats(cfg, name)).read_text()))
         except (OSError, ValueError, KeyError, TypeError):
             documented = _documented(cfg, name)
             if documented is None:

@@ -309,10 +309,19 @@ STATS_KEYS = {
 }
 
 
+def record_texts(rec: dict) -> int:
+    """Texts in one record: a caption/retrieval record holds all of its image's captions, any
+    other record one text. Training iterates caption and retrieval data per caption
+    (mplug.data.datasets), so a split's training examples are the sum of this."""
+    return len(rec["captions"]) if "captions" in rec else 1
+
+
 def make_stats(dataset: str, source: str, *, images_expected: int, images_obtained: int,
                texts_expected: int, texts_obtained: int, splits: dict[str, int],
-               **extra: Any) -> dict:
-    """Build a stats.json dict (the Table 12 'reproduced' counts); extra keys are kept."""
+               split_texts: dict[str, int] | None = None, **extra: Any) -> dict:
+    """Build a stats.json dict (the Table 12 'reproduced' counts); extra keys are kept.
+    `splits`: records per split; `split_texts`: texts per split (record_texts), the examples a
+    training epoch iterates, which `mplug plan` reads."""
     stats = {
         "format_version": FORMAT_VERSION, "dataset": dataset, "source": source,
         "images_expected": images_expected, "images_obtained": images_obtained,
@@ -321,6 +330,8 @@ def make_stats(dataset: str, source: str, *, images_expected: int, images_obtain
         "texts_failed": texts_expected - texts_obtained,
         "splits": dict(splits),
     }
+    if split_texts is not None:
+        stats["split_texts"] = dict(split_texts)
     stats.update(extra)
     validate_stats(stats, "<new stats>")
     return stats

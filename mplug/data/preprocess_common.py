@@ -167,13 +167,6 @@ class Split:
     dropped: list[dict] = field(default_factory=list)  # the first few records dropped for their media
 
 
-def text_count(rec: dict) -> int:
-    for key in ("captions",):
-        if key in rec:
-            return len(rec[key])
-    return 1
-
-
 def finish(ctx: PreprocessRun, dataset: str, source: str, splits: dict[str, Split], checker: MediaChecker,
            **extra: Any) -> dict:
     """Write every split and stats.json (Table 12's reproduced counts) for `dataset`."""
@@ -189,6 +182,7 @@ def finish(ctx: PreprocessRun, dataset: str, source: str, splits: dict[str, Spli
         dataset, source, images_expected=checker.expected, images_obtained=checker.obtained,
         texts_expected=sum(s.texts_expected for s in splits.values()),
         texts_obtained=sum(s.texts_obtained for s in splits.values()), splits=counts,
+        split_texts={name: sum(map(formats.record_texts, s.records)) for name, s in splits.items()},
         image_failure_rate=round(images_failed / checker.expected, 6) if checker.expected else 0.0,
         failures_by_reason=dict(sorted(checker.failures.items())), check=checker.mode, **extra)
     formats.write_stats(folder, stats)
@@ -199,7 +193,7 @@ def finish(ctx: PreprocessRun, dataset: str, source: str, splits: dict[str, Spli
 
 def keep(split: Split, rec: dict, media_ok: bool) -> None:
     """Add `rec` to `split` if its media are usable; count its texts either way."""
-    n = text_count(rec)
+    n = formats.record_texts(rec)
     split.texts_expected += n
     if media_ok:
         split.records.append(rec)

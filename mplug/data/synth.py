@@ -585,7 +585,8 @@ def _write_dataset(c: SynthFolder, o: Out) -> dict:
     stats = formats.make_stats(c.name, "synthetic", images_expected=c.n_images,
                                images_obtained=c.n_images, texts_expected=o.n_texts,
                                texts_obtained=o.n_texts,
-                               splits={k: v["records"] for k, v in splits.items()})
+                               splits={k: v["records"] for k, v in splits.items()},
+                               split_texts={k: sum(map(formats.record_texts, recs)) for k, recs in o.splits.items()})
     formats.write_stats(c.dir, stats)
     return {"dir": c.name, "schema": spec.schema, "splits": splits, "files": extra_files,
             "images": c.n_images, "texts": o.n_texts, "chance": o.chance, "baselines": o.baselines,

@@ -193,6 +193,9 @@ def _run(res, tmp_path, dataset):
 def test_coco_caption_karpathy(res, tmp_path):
     folder, stats, recs = _run(res, tmp_path, "coco_caption")
     assert stats["splits"] == {"train": 2, "val": 1, "test": 1}  # restval -> train; corrupt/empty/missing dropped
+    # training iterates per caption: the plan's examples are the captions, not the images
+    assert stats["split_texts"] == {s: sum(len(r["captions"]) for r in recs[s]) for s in recs}
+    assert stats["split_texts"]["train"] > stats["splits"]["train"]
     assert stats["images_expected"] == 7 and stats["images_obtained"] == 4
     assert stats["failures_by_reason"] == {"corrupt": 1, "empty": 1, "missing": 1}
     assert stats["texts_expected"] == 35 and stats["texts_obtained"] == 20

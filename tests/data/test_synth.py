@@ -41,12 +41,15 @@ def test_manifest_covers_every_dataset_with_counts(synth_world):
     for name, d in on_disk["datasets"].items():
         spec = formats.DATASETS[name]
         assert tuple(d["splits"]) == spec.splits
-        for info in d["splits"].values():
+        texts = {}
+        for split, info in d["splits"].items():
             recs = formats.read_records(root / info["file"], spec.schema)
             assert len(recs) == info["records"] > 0
             assert sha256_file(root / info["file"]) == info["sha256"]
+            texts[split] = sum(len(r["captions"]) if "captions" in r else 1 for r in recs)
         stats = formats.read_stats(root / name)
         assert stats["splits"] == {k: v["records"] for k, v in d["splits"].items()}
+        assert stats["split_texts"] == texts
         assert stats["images_obtained"] == d["images"] > 0
         assert "chance" in d and "baselines" in d
 

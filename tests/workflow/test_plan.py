@@ -180,6 +180,21 @@ def test_stats_json_overrides_the_documented_size(tmp_path, monkeypatch):
     assert "nlvr2: stats.json" in row["source"] and "documented" not in row["source"]
 
 
+def test_caption_jobs_count_captions_not_images(tmp_path, monkeypatch):
+    """stats.json `splits` counts records (a caption record is an image with its 5 captions);
+    training iterates per caption, counted in `split_texts`."""
+    cfg = mcfg.load_config(PAPER)
+    monkeypatch.chdir(tmp_path)
+    epochs = cfg["finetune"]["caption_ce"]["train"]["epochs"]
+    _stats(cfg, "coco_caption", train=100, val=10)
+    row = next(r for r in plan.make_plan(cfg)["rows"] if r["job"] == "caption_ce")
+    assert row["samples"] == 100 * epochs and "no split_texts" in row["source"]
+    stats = Path(mcfg.data_stats(cfg, "coco_caption"))
+    stats.write_text(json.dumps({"splits": {"train": 100}, "split_texts": {"train": 500}}))
+    row = next(r for r in plan.make_plan(cfg)["rows"] if r["job"] == "caption_ce")
+    assert row["samples"] == 500 * epochs and "coco_caption: stats.json)" in row["source"]
+
+
 def test_assume_mfu_must_be_a_fraction(tmp_path, monkeypatch, capsys):
     cfg = mcfg.load_config(PAPER)
     monkeypatch.chdir(tmp_path)
