@@ -163,7 +163,7 @@ def assumed_rate(gpu_model: str | None, precision: str, mfu: float) -> BenchRate
     from mplug.bench.mfu import PEAK_TFLOPS, gpu_key
 
     key = gpu_key(gpu_model or "")
-    prec = "bf16" if precision in ("bf16", "fp16") else "fp32"
+    prec = "bf16" if precision in ("bf16", "fp16", "amp_bf16") else "fp32"
     if key is None:
         return None
     peak = PEAK_TFLOPS[key][prec]

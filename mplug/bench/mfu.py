@@ -38,8 +38,12 @@ def gpu_key(device_name: str) -> str | None:
 
 
 def matmul_precision(precision: str, device) -> str:
-    """The precision the matmuls of a row really run in: fp32 on CUDA is TF32 when torch allows it."""
+    """The precision the matmuls of a row really run in: fp32 on CUDA is TF32 when torch allows it;
+    amp_bf16 (fp32 weights under autocast) multiplies in bf16."""
     import torch
+
+    if precision == "amp_bf16":
+        return "bf16"
 
     if precision == "fp32" and getattr(device, "type", str(device)) == "cuda" and torch.backends.cuda.matmul.allow_tf32:
         return "tf32"
@@ -68,7 +72,7 @@ def measured_matmul_peak(device, precision: str, n: int | None = None, repeats: 
 
     cuda = getattr(device, "type", str(device)) == "cuda"
     n = n or (8192 if cuda else (2048 if precision == "fp32" else 1024))
-    dtype = parse_dtype(precision)
+    dtype = parse_dtype("bf16" if precision == "amp_bf16" else precision)
     g = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(n, n, generator=g, device=device).to(dtype)
     b = torch.randn(n, n, generator=g, device=device).to(dtype)

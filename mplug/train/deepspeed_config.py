@@ -13,7 +13,9 @@ from typing import Any, Mapping
 
 from mplug.errors import ConfigError
 
-PRECISIONS = ("bf16", "fp16", "fp32")
+# amp_bf16: fp32 weights and optimizer, matmuls/convolutions under torch.autocast(bfloat16)
+# (DeepSpeed's `torch_autocast`); bf16: DeepSpeed's bf16 mode (bf16 weights, fp32 master, official)
+PRECISIONS = ("bf16", "fp16", "fp32", "amp_bf16")
 _NEVER_PRINT = 10**9  # DeepSpeed prints its own step lines every `steps_per_print`; we log ourselves
 
 
@@ -30,7 +32,7 @@ class EngineConfig:
     """`train.engine` in the YAML."""
 
     zero_stage: int = 2
-    precision: str = "bf16"  # bf16 (official) | fp16 (dynamic loss scaling) | fp32
+    precision: str = "bf16"  # bf16 (official) | fp16 (dynamic loss scaling) | fp32 | amp_bf16
     grad_clip: float = 1.0
     grad_accum: int = 1
     offload_optimizer: bool = False  # ZeRO-Offload of optimizer states to CPU (stage >= 1)
@@ -99,6 +101,7 @@ def build_ds_config(engine: EngineConfig, micro_batch_size: int, world_size: int
         "gradient_clipping": float(engine.grad_clip),
         "bf16": {"enabled": engine.precision == "bf16"},
         "fp16": {"enabled": engine.precision == "fp16", "loss_scale": 0},  # 0 = dynamic
+        "torch_autocast": {"enabled": engine.precision == "amp_bf16", "dtype": "bfloat16"},
         "activation_checkpointing": {"partition_activations": engine.partition_activations,
                                      "contiguous_memory_optimization": False, "profile": False},
         "wall_clock_breakdown": False,

@@ -65,7 +65,7 @@ def build_engine(model: "torch.nn.Module", optim_cfg: OptimConfig, engine_cfg: E
 
     accelerator = get_accelerator().device_name()
     ds_config = build_ds_config(engine_cfg, micro_batch_size, dist.world_size)
-    if accelerator == "cpu" and engine_cfg.precision == "bf16" and not _cpu_has_bf16():
+    if accelerator == "cpu" and engine_cfg.precision in ("bf16", "amp_bf16") and not _cpu_has_bf16():
         log.warning("bf16 requested but this CPU has no native bf16 support; it will be slow")
     optimizer = build_optimizer(model, optim_cfg)
     _maybe_compile(model, engine_cfg.compile, accelerator)

@@ -3,7 +3,7 @@
 Keys read (config/README.md explains each): epochs, max_steps, batch_size (GLOBAL), lr_text
 (official lr1), lr_vision (lr2, the ViT), min_lr, warmup_lr, warmup_steps, warmup_epochs
 (albef_epoch), weight_decay, optimizer (adamw), scheduler (cosine|linear|constant|albef_epoch),
-grad_clip, precision (bf16|fp16|fp32),
+grad_clip, precision (bf16|fp16|fp32|amp_bf16),
 zero_stage, grad_checkpointing, image_res, max_text_len, num_workers, log_every, save_every,
 objectives, queue_size, momentum, temp, embed_dim, alpha, distill, mlm_prob, rand_augment,
 hflip, prompt, scst{reward,baseline,beam_size,min_length,max_length,length_penalty,grad_path,

@@ -118,3 +118,12 @@ def test_bad_option_is_a_user_error(tmp_path, capsys):
     assert main(["bench", "fusion", "--quick", "--strides", "1,2", "--json", str(out)]) != 0
     assert "reference stride 3 must be in --strides" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_bench_train_amp_bf16_is_an_opt_in_row_outside_table6(tmp_path):
+    data = _run(tmp_path, ["train", "--quick", "--settings", "baseline,amp_bf16", "--steps", "1",
+                           "--warmup", "0"])
+    amp = next(r for r in data["rows"] if r["setting"] == "amp_bf16")
+    assert amp["precision"] == "amp_bf16" and amp["paper_samples_per_s"] is None
+    assert amp["paper_speedup"] is None and _pos(amp["samples_per_s"]) and _pos(amp["mfu"])
+    assert "bf16 matmul" in amp["peak_source"]  # autocast multiplies in bf16: the bf16 peak
