@@ -2,8 +2,6 @@
 torch.autocast(bfloat16) through DeepSpeed's `torch_autocast` (CPU autocast here)."""
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -13,19 +11,7 @@ from mplug.train.optim import OptimConfig
 
 from toy import ToyData, ToyModel, collate
 
-DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "DS_ACCELERATOR",
-             "TORCH_EXTENSIONS_DIR")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _restore_env():
-    saved = {k: os.environ.get(k) for k in DIST_VARS}
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+pytestmark = pytest.mark.usefixtures("dist_env_restored")  # in-process DeepSpeed sets RANK/...
 
 
 def test_ds_config_turns_on_torch_autocast_only_for_amp_bf16():

@@ -2,8 +2,6 @@
 really write (the plan's disk column is built from them)."""
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -16,20 +14,8 @@ from mplug.train.optim import OptimConfig
 
 from toy import ToyData, ToyModel, collate
 
-DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "DS_ACCELERATOR",
-             "TORCH_EXTENSIONS_DIR")
+pytestmark = pytest.mark.usefixtures("dist_env_restored")  # in-process DeepSpeed sets RANK/...
 DIM = 384  # ~300K parameters: the tensors outweigh the pickles' own bytes
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _restore_env():
-    saved = {k: os.environ.get(k) for k in DIST_VARS}
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def _tensor_files_bytes(tag_dir) -> int:

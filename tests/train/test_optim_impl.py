@@ -2,8 +2,6 @@
 DeepSpeed ZeRO-2 (which steps the torch optimizer on its fp32 partitions)."""
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -15,19 +13,7 @@ from mplug.train.settings import parse_train_settings
 
 from toy import ToyData, ToyModel, collate
 
-DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "DS_ACCELERATOR",
-             "TORCH_EXTENSIONS_DIR")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _restore_env():
-    saved = {k: os.environ.get(k) for k in DIST_VARS}
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+pytestmark = pytest.mark.usefixtures("dist_env_restored")  # in-process DeepSpeed sets RANK/...
 
 
 def _plain_steps(impl: str) -> dict:
