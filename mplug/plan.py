@@ -174,15 +174,11 @@ def assumed_rate(gpu_model: str | None, precision: str, mfu: float) -> BenchRate
 def flops_per_sample(cfg: dict, model_key: str, rule: str, job: dict) -> float:
     """The job's training step, analytically (see the module docstring)."""
     from mplug.models.flops import train_step_flops
-    from mplug.models.registry import get_config
-    from mplug.task_registry import get_task
+    from mplug.plan_disk import job_model_config
 
-    t, entry = job["train"], cfg["models"][model_key]
-    over = {k: entry[k] for k in ("stride", "schedule") if entry.get(k) is not None}
-    if t.get("image_res"):
-        over["vision.image_res"] = t["image_res"]
-    task = get_task("pretrain" if rule == "pretrain" else job["task"]).model_task
-    step = train_step_flops(get_config(entry["arch"], **over), task, t["batch_size"],
+    t = job["train"]
+    model_cfg, task = job_model_config(cfg, model_key, rule, job)
+    step = train_step_flops(model_cfg, task, t["batch_size"],
                             t.get("max_text_len") or 30, t.get("image_res"), distill=t.get("distill", True),
                             queue_size=t.get("queue_size"))
     return step["flops_per_sample"]

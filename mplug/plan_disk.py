@@ -44,10 +44,9 @@ def weights_bytes(model: nn.Module) -> int:
                for v in model.state_dict().values())
 
 
-def meta_task_model(cfg: dict, model_key: str, rule: str, job: dict) -> nn.Module:
-    """The job's task model, built on the meta device (no memory, seconds): its parameters,
-    frozen parts and momentum copies are those training builds."""
-    from mplug.models import build_model
+def job_model_config(cfg: dict, model_key: str, rule: str, job: dict):
+    """(MPLUGConfig, model task) of a training job as its model runs it: the model entry's
+    stride/schedule and the job's resolution (the plan's FLOP count and disk both read it)."""
     from mplug.models.registry import get_config
     from mplug.task_registry import get_task
 
@@ -56,8 +55,17 @@ def meta_task_model(cfg: dict, model_key: str, rule: str, job: dict) -> nn.Modul
     if t.get("image_res"):
         over["vision.image_res"] = t["image_res"]
     task = get_task("pretrain" if rule == "pretrain" else job["task"]).model_task
+    return get_config(entry["arch"], **over), task
+
+
+def meta_task_model(cfg: dict, model_key: str, rule: str, job: dict) -> nn.Module:
+    """The job's task model, built on the meta device (no memory, seconds): its parameters,
+    frozen parts and momentum copies are those training builds."""
+    from mplug.models import build_model
+
+    model_cfg, task = job_model_config(cfg, model_key, rule, job)
     with torch.device("meta"):
-        return build_model(get_config(entry["arch"], **over), task)
+        return build_model(model_cfg, task)
 
 
 def training_disk(model: nn.Module, train: dict) -> dict:

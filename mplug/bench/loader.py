@@ -28,9 +28,9 @@ class LoaderBenchOptions:
     batch: int | None = None  # default: the job's micro batch (train.batch_size)
     batches: int = 20  # micro batches timed per row, after the first
     train_json: str | None = None
-    threads: int | None = None  # accepted for the CLI; decoding runs in the workers
-    device: str = "cpu"
-    repeats: int = 1
+    threads: int | None = None  # torch threads of the main process (workers 0: it decodes)
+    device: str = "cpu"  # the data path runs on the CPU; 'auto' is the CLI's default
+    repeats: int = 1  # one timed pass per worker count (--batches sets its length)
 
     @classmethod
     def quick(cls, **kw: Any) -> "LoaderBenchOptions":
@@ -43,6 +43,12 @@ class LoaderBenchOptions:
             raise ConfigError("--batches and --batch must be >= 1")
         if not self.workers or min(self.workers) < 0:
             raise ConfigError(f"--workers {','.join(map(str, self.workers))}: counts >= 0")
+        if self.device not in ("auto", "cpu"):
+            raise ConfigError(f"--device {self.device}: the data path runs on the CPU (batches are "
+                              "pinned where CUDA is present); drop --device")
+        if self.repeats != 1:
+            raise ConfigError(f"--repeats {self.repeats}: the loader bench times one pass per worker "
+                              "count; raise --batches for a longer one")
         return self
 
 
@@ -96,13 +102,16 @@ def _time_loader(dataset, collate, batch: int, workers: int, batches: int) -> di
                         num_workers=workers, pin_memory=torch.cuda.is_available(),
                         generator=torch.Generator().manual_seed(0))
     t0 = time.perf_counter()
-    it, first, done = iter(loader), None, 0
+    it, first, done, in_epoch = iter(loader), None, 0, 0
     while done <= batches:
         try:
             next(it)
         except StopIteration:  # a small dataset: the next epoch
-            it = iter(loader)
+            if not in_epoch:
+                raise DataError(f"the job's data gave no batch of {batch} in a whole epoch") from None
+            it, in_epoch = iter(loader), 0
             continue
+        in_epoch += 1
         if first is None:
             first = time.perf_counter() - t0  # worker start-up + the first batch
             t1 = time.perf_counter()
@@ -126,7 +135,10 @@ def _step_rate(path: str | None) -> dict | None:
 
 
 def run_loader(opts: LoaderBenchOptions) -> dict[str, Any]:
+    from mplug.bench.common import setup
+
     opts.validate()
+    setup(opts.threads, "cpu")
     step = _step_rate(opts.train_json)
     dataset, collate, facts = build_job_data(opts)
     rows = []

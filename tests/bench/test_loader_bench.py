@@ -60,3 +60,24 @@ def test_unknown_job_or_model_is_a_clear_error(tmp_path, world, capsys):
     assert "--job nope: not a pretrain or finetune job" in capsys.readouterr().err
     assert _bench(tmp_path, world, "--job", "vqa", "--model", "mplug_large")[0] != 0
     assert "no enabled model runs vqa (those that do: mplug_smoke)" in capsys.readouterr().err
+
+
+def test_options_the_loader_cannot_honour_are_refused(tmp_path, world, capsys):
+    assert _bench(tmp_path, world, "--job", "vqa", "--repeats", "3")[0] != 0
+    assert "--repeats 3: the loader bench times one pass per worker count" in capsys.readouterr().err
+    assert _bench(tmp_path, world, "--job", "vqa", "--device", "cuda")[0] != 0
+    assert "--device cuda: the data path runs on the CPU" in capsys.readouterr().err
+
+
+def test_a_stream_without_one_batch_is_an_error_not_a_hang():
+    import torch
+
+    from mplug.bench.loader import _time_loader
+    from mplug.errors import DataError
+
+    class Empty(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(())
+
+    with pytest.raises(DataError, match="no batch of 4 in a whole epoch"):
+        _time_loader(Empty(), lambda items: items, 4, 0, 2)
